@@ -1,0 +1,221 @@
+"""Training loop and evaluation of routers on routing environments.
+
+:func:`train` routes one sample per episode, hands each finished route to the agent as an
+:class:`~agents.base.Episode` and, every ``eval_every`` episodes, records metrics (an "epoch").
+:func:`evaluate` routes every sample of a test environment once with the agent in greedy mode
+and reports accuracy, per-task accuracy, selection entropy, modules in use and the routing map
+(task x depth -> most chosen action).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.base import Agent, Episode
+
+
+def run_episode(agent: Agent, env: Any, seed: int | None = None) -> Episode:
+    """Route one sample of ``env`` with ``agent`` and return the episode (no learning)."""
+    obs, info = env.reset(seed=seed)
+    observations, actions, rewards, infos = [], [], [], []
+    terminated = truncated = False
+    while not (terminated or truncated):
+        action = agent.act(obs, info)
+        observations.append(obs)
+        infos.append(info)
+        actions.append(action)
+        obs, reward, terminated, truncated, info = env.step(action)
+        rewards.append(float(reward))
+    return Episode(observations, actions, rewards, infos, final_info=info)
+
+
+def evaluate(agent: Agent, env: Any, episodes: int | None = None) -> dict[str, Any]:
+    """Greedy evaluation: route ``episodes`` samples (default: the whole split once).
+
+    Returns ``accuracy``, ``per_task_accuracy`` (list, ``nan`` for tasks not seen),
+    ``mean_reward``, ``mean_loss``, ``route_entropy`` (mean over depths of the entropy, in
+    nats, of the actions chosen at that depth), ``modules_used`` (distinct (depth, module)
+    pairs in layered routing, distinct modules in recurrent routing), ``routing_map``
+    (``num_tasks x max_depth`` list of the most chosen action, ``-1`` where never reached) and
+    ``episodes``.
+    """
+    base = env.unwrapped
+    count = base.num_samples if episodes is None else int(episodes)
+    was_greedy = agent.greedy
+    agent.greedy = True
+    try:
+        routes = [run_episode(agent, env) for _ in range(count)]
+    finally:
+        agent.greedy = was_greedy
+    network = base.network
+    return route_statistics(
+        [episode.final_info for episode in routes],
+        [sum(episode.rewards) for episode in routes],
+        num_tasks=base.dataset.num_tasks,
+        max_depth=network.max_depth,
+        num_actions=network.num_actions,
+        recurrent=network.routing == "recurrent",
+    )
+
+
+def route_statistics(
+    final_infos: list[Mapping[str, Any]],
+    returns: list[float],
+    num_tasks: int,
+    max_depth: int,
+    num_actions: int,
+    recurrent: bool,
+) -> dict[str, Any]:
+    """Accuracy, selection entropy, modules in use and routing map of finished routes."""
+    tasks = np.array([info["task"] for info in final_infos])
+    correct = np.array([bool(info["correct"]) for info in final_infos])
+    losses = np.array([info["loss"] for info in final_infos], dtype=float)
+    counts = np.zeros((num_tasks, max_depth, num_actions), dtype=np.int64)
+    for info in final_infos:
+        for depth, action in enumerate(info["path"][:max_depth]):
+            counts[info["task"], depth, action] += 1
+    per_task = [
+        float(correct[tasks == t].mean()) if np.any(tasks == t) else float("nan")
+        for t in range(num_tasks)
+    ]
+    per_depth = counts.sum(axis=0)
+    entropies = [_entropy(row) for row in per_depth if row.sum() > 0]
+    module_counts = per_depth[:, : num_actions - 1]
+    if recurrent:
+        modules_used = int(np.count_nonzero(module_counts.sum(axis=0)))
+    else:
+        modules_used = int(np.count_nonzero(module_counts))
+    routing_map = np.where(counts.sum(axis=2) > 0, counts.argmax(axis=2), -1)
+    return {
+        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
+        "per_task_accuracy": per_task,
+        "mean_reward": float(np.mean(returns)) if returns else float("nan"),
+        "mean_loss": float(np.nanmean(losses)) if np.any(np.isfinite(losses)) else float("nan"),
+        "route_entropy": float(np.mean(entropies)) if entropies else 0.0,
+        "modules_used": modules_used,
+        "routing_map": routing_map.tolist(),
+        "episodes": len(final_infos),
+    }
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def train(
+    agent: Agent,
+    env: Any,
+    episodes: int,
+    eval_env: Any | None = None,
+    seed: int | None = 0,
+    eval_every: int | None = None,
+    eval_episodes: int | None = None,
+    progress: bool = True,
+    out_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Train ``agent`` as the router of ``env`` for ``episodes`` routes.
+
+    Args:
+        agent: any :class:`~agents.base.Agent`.
+        env: a routing environment (Gymnasium API; ``env.unwrapped`` a ``RoutingEnv``).
+        episodes: number of routes to train on.
+        eval_env: optional test environment (usually ``split="test"`` sharing the network);
+            evaluated greedily at the end of every epoch.
+        seed: passed to the first ``env.reset`` (seeds the data order and, for a fresh
+            network, the module initialisation).
+        eval_every: episodes per epoch (default: ``episodes // 10``, at least 1).
+        eval_episodes: routes per evaluation (default: the whole test split).
+        progress: show a progress bar.
+        out_dir: if given, ``results.json`` is written there.
+
+    Returns:
+        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the
+        epoch's training routes, and with ``eval_env`` ``test_accuracy``,
+        ``per_task_accuracy``, ``route_entropy``, ``modules_used``, ``routing_map``; plus
+        ``final`` (the last evaluation, or the last epoch's training statistics),
+        ``episodes`` and ``seconds``.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be positive, got {episodes}")
+    epoch_length = max(1, episodes // 10) if eval_every is None else int(eval_every)
+    history: dict[str, Any] = {
+        "episode": [],
+        "mean_reward": [],
+        "train_accuracy": [],
+        "test_accuracy": [],
+        "per_task_accuracy": [],
+        "route_entropy": [],
+        "modules_used": [],
+        "routing_map": [],
+    }
+    start = time.perf_counter()
+    returns: list[float] = []
+    hits: list[bool] = []
+    bar = tqdm(total=episodes, disable=not progress, unit="route", dynamic_ncols=True)
+    for number in range(1, episodes + 1):
+        episode = run_episode(agent, env, seed=seed if number == 1 else None)
+        agent.learn(episode)
+        returns.append(sum(episode.rewards))
+        hits.append(bool(episode.final_info["correct"]))
+        bar.update(1)
+        if number % epoch_length == 0 or number == episodes:
+            history["episode"].append(number)
+            history["mean_reward"].append(float(np.mean(returns)))
+            history["train_accuracy"].append(float(np.mean(hits)))
+            returns, hits = [], []
+            if eval_env is not None:
+                result = evaluate(agent, eval_env, eval_episodes)
+                history["test_accuracy"].append(result["accuracy"])
+                for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
+                    history[key].append(result[key])
+                bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
+            else:
+                bar.set_postfix(train_acc=f"{history['train_accuracy'][-1]:.3f}")
+    bar.close()
+    history["episodes"] = episodes
+    history["seconds"] = time.perf_counter() - start
+    if eval_env is not None:
+        history["final"] = {
+            "test_accuracy": history["test_accuracy"][-1],
+            "per_task_accuracy": history["per_task_accuracy"][-1],
+            "route_entropy": history["route_entropy"][-1],
+            "modules_used": history["modules_used"][-1],
+            "routing_map": history["routing_map"][-1],
+        }
+    else:
+        history["final"] = {"train_accuracy": history["train_accuracy"][-1]}
+    if out_dir is not None:
+        write_results(history, out_dir)
+    return history
+
+
+def write_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str:
+    """Write ``results.json`` (the final figures first, then the per-epoch history)."""
+    os.makedirs(out_dir, exist_ok=True)
+    final = dict(history.get("final", {}))
+    payload = {
+        **final,
+        "episodes": history["episodes"],
+        "seconds": history["seconds"],
+        "history": {k: v for k, v in history.items() if k not in ("final",)},
+    }
+    path = os.path.join(os.fspath(out_dir), "results.json")
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=2, default=_jsonable)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")

@@ -1,0 +1,40 @@
+"""routing-env: routing networks as reinforcement-learning environments.
+
+Importing the package registers the Gymnasium ids ``routing_env/Routing-v0`` (any dataset:
+``gym.make("routing_env/Routing-v0", dataset=...)``) and one id per suite.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from routing_env.datasets import MultiTaskDataset, load_suite
+from routing_env.env import RoutingEnv
+from routing_env.network import RoutedNetwork
+
+__all__ = ["MultiTaskDataset", "RoutedNetwork", "RoutingEnv", "SUITE_IDS", "load_suite"]
+__version__ = "0.1.0"
+
+#: Gymnasium id (without the ``routing_env/`` namespace) -> suite name.
+SUITE_IDS = {
+    "DigitsMTL-v0": "digits-mtl",
+    "MNIST1D-MTL-v0": "mnist1d-mtl",
+    "SyntheticMTL-v0": "synthetic-mtl",
+    "FashionMTL-v0": "fashion-mtl",
+    "MNIST-MTL-v0": "mnist-mtl",
+    "CIFAR-MTL-v0": "cifar-mtl",
+    "TwoModeRegression-v0": "regression-two-mode",
+}
+
+
+def _register() -> None:
+    entry_point = "routing_env.env:RoutingEnv"
+    if "routing_env/Routing-v0" not in gym.registry:
+        gym.register("routing_env/Routing-v0", entry_point=entry_point)
+    for env_id, suite in SUITE_IDS.items():
+        full_id = f"routing_env/{env_id}"
+        if full_id not in gym.registry:
+            gym.register(full_id, entry_point=entry_point, kwargs={"dataset": suite})
+
+
+_register()

@@ -1,0 +1,70 @@
+"""Rewards of the routing MDP: the final reward and the collaboration reward.
+
+Final reward (``000`` 3.1.2.1, ``001`` 3.1.1): ``+1`` for a correct prediction, ``-1`` for a
+wrong one (``"correct"``), or the negative loss ``-L(y_hat, y)`` (``"neg_loss"``), the choice for
+regression.
+
+Collaboration reward (``001`` 3.1.1, ``000`` 3.1.2.2): after choosing module ``a`` the agent
+receives ``rho / T * C(a)``, where ``C(a)`` is the fraction of the last ``window`` decisions at
+that layer that chose ``a`` and ``T`` normalises by the route length so that the sum over a route
+stays within ``|rho|``. ``rho > 0`` rewards sharing popular modules, ``rho < 0`` rewards
+diversity (Cases et al., 2019). The seeds also describe a variant with the router's average
+probability of ``a``; the environment cannot see the agent's probabilities, so it implements
+the frequency form, which ``001`` found equivalent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FINAL_REWARDS = ("correct", "neg_loss")
+
+
+def final_reward(kind: str, correct: bool, loss: float) -> float:
+    """The reward paid when a route ends (see the module docstring)."""
+    if kind == "correct":
+        return 1.0 if correct else -1.0
+    return -loss
+
+
+class SelectionHistory:
+    """Sliding window of the modules chosen at each layer, for the collaboration reward.
+
+    Args:
+        num_layers: layers with their own module set (1 in recurrent routing: one bank).
+        num_actions: size of the action space (the extra action is counted but never paid).
+        window: number of most recent decisions per layer that ``C(a)`` is computed over.
+    """
+
+    def __init__(self, num_layers: int, num_actions: int, window: int = 1000) -> None:
+        if window < 1:
+            raise ValueError(f"collaboration window must be a positive integer, got {window}")
+        self.window = int(window)
+        self._recent = np.full((num_layers, self.window), -1, dtype=np.int64)
+        self._counts = np.zeros((num_layers, num_actions), dtype=np.int64)
+        self._next = np.zeros(num_layers, dtype=np.int64)
+        self._filled = np.zeros(num_layers, dtype=np.int64)
+
+    def frequency(self, layer: int, action: int) -> float:
+        """``C(a)``: share of the window at ``layer`` that chose ``action`` (0 when empty)."""
+        filled = self._filled[layer]
+        return float(self._counts[layer, action]) / filled if filled else 0.0
+
+    def record(self, layer: int, action: int) -> None:
+        """Add one decision to the window of ``layer``, dropping the oldest when full."""
+        slot = self._next[layer]
+        oldest = self._recent[layer, slot]
+        if oldest >= 0:
+            self._counts[layer, oldest] -= 1
+        else:
+            self._filled[layer] += 1
+        self._recent[layer, slot] = action
+        self._counts[layer, action] += 1
+        self._next[layer] = (slot + 1) % self.window
+
+    def clear(self) -> None:
+        """Forget every recorded decision."""
+        self._recent.fill(-1)
+        self._counts.fill(0)
+        self._next.fill(0)
+        self._filled.fill(0)

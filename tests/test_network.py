@@ -1,0 +1,126 @@
+import pytest
+import torch
+
+from routing_env.network import RoutedNetwork
+
+
+def make(**kwargs) -> RoutedNetwork:
+    options = {"num_modules": 4, "max_depth": 3, "hidden_dim": 8, "seed": 0}
+    options.update(kwargs)
+    return RoutedNetwork((6,), 3, 2, **options)
+
+
+def flat(network: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in network.parameters()])
+
+
+def test_layered_shapes_and_masks():
+    net = make()
+    assert net.in_dims == [6, 8, 8] and net.out_dims == [8, 8, 2]
+    assert net.num_actions == 5 and net.extra_action == 4
+    assert net.activation_dim == 8
+    # PASS only where input and output sizes match: not at layer 0 (6 -> 8) nor the logits.
+    assert net.action_mask(0).tolist() == [1, 1, 1, 1, 0]
+    assert net.action_mask(1).tolist() == [1, 1, 1, 1, 1]
+    assert net.action_mask(2).tolist() == [1, 1, 1, 1, 0]
+    assert net.action_mask(3).tolist() == [0, 0, 0, 0, 0]
+
+
+def test_recurrent_projects_and_allows_stop_everywhere():
+    net = make(routing="recurrent", readout="per_task")
+    assert net.projection is not None and len(net.readout) == 3
+    for depth in range(3):
+        assert net.action_mask(depth).tolist() == [1, 1, 1, 1, 1]
+
+
+def test_grouped_apply_equals_applying_each_sample_alone():
+    net = make()
+    x = torch.randn(7, 6, generator=torch.Generator().manual_seed(0))
+    task = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    routes = torch.tensor(
+        [[0, 1, 2], [1, 4, 0], [3, 4, 3], [0, 0, 0], [2, 1, 1], [1, 2, 3], [3, 3, 3]]
+    )
+    together = net(x, task, routes)
+    for i in range(7):
+        h = net.embed(x[i : i + 1])
+        for depth in range(3):
+            h = net.apply_one(h, depth, int(routes[i, depth]))
+        torch.testing.assert_close(together[i : i + 1], net.outputs(h, task[i : i + 1]))
+
+
+def test_recurrent_routes_padded_with_minus_one_stop_early():
+    net = make(routing="recurrent", readout="per_task")
+    x = torch.randn(2, 6)
+    task = torch.tensor([1, 2])
+    routes = torch.tensor([[2, 4, -1], [2, -1, -1]])
+    out = net(x, task, routes)
+    h = net.apply_one(net.embed(x), 0, 2)
+    torch.testing.assert_close(out[0:1], net.readout[1](h[0:1]))
+    torch.testing.assert_close(out[1:2], net.readout[2](h[1:2]))
+
+
+def test_same_routes_give_same_parameters_however_they_arrive():
+    x = torch.randn(12, 6, generator=torch.Generator().manual_seed(1))
+    task = torch.randint(0, 3, (12,), generator=torch.Generator().manual_seed(2))
+    y = torch.randint(0, 2, (12,), generator=torch.Generator().manual_seed(3))
+    routes = torch.randint(0, 4, (12, 3), generator=torch.Generator().manual_seed(4))
+    one_by_one, at_once = make(module_batch_size=5), make(module_batch_size=5)
+    for i in range(12):
+        one_by_one.add_routes(x[i : i + 1], task[i : i + 1], y[i : i + 1], routes[i : i + 1])
+    assert at_once.add_routes(x, task, y, routes) == 2
+    assert one_by_one.num_updates == at_once.num_updates == 2
+    assert one_by_one.pending_routes == at_once.pending_routes == 2
+    torch.testing.assert_close(flat(one_by_one), flat(at_once))
+
+
+def test_sgd_step_matches_hand_computed_update():
+    net = make(module_batch_size=1, module_lr=0.5)
+    x, task, y = torch.randn(1, 6), torch.tensor([0]), torch.tensor([1])
+    route = torch.tensor([[1, 2, 3]])
+    expected = {}
+    loss = net.per_sample_loss(net(x, task, route), y).mean()
+    grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
+    for (name, p), g in zip(net.named_parameters(), grads, strict=True):
+        expected[name] = p.detach() - 0.5 * (g if g is not None else 0)
+    net.add_routes(x, task, y, route)
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(p.detach(), expected[name])
+
+
+def test_reset_parameters_is_seeded_and_leaves_global_rng_alone():
+    state = torch.get_rng_state()
+    a, b, c = make(seed=5), make(seed=5), make(seed=6)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(flat(a), flat(b))
+    assert not torch.equal(flat(a), flat(c))
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop", "adagrad"])
+def test_named_optimizers(name):
+    net = make(module_optimizer=name, module_batch_size=2)
+    before = flat(net)
+    net.add_routes(
+        torch.randn(2, 6),
+        torch.tensor([0, 1]),
+        torch.tensor([0, 1]),
+        torch.zeros(2, 3, dtype=torch.long),
+    )
+    assert net.num_updates == 1 and not torch.equal(before, flat(net))
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="routing"):
+        make(routing="tree")
+    with pytest.raises(ValueError, match="module_optimizer"):
+        make(module_optimizer="lbfgs2")
+    with pytest.raises(ValueError, match="num_modules"):
+        make(num_modules=0)
+    with pytest.raises(ValueError, match="trunk"):
+        make(trunk="resnet")
+
+
+def test_conv_trunk_on_images():
+    net = RoutedNetwork((1, 28, 28), 10, 2, trunk="conv", num_modules=2, seed=0)
+    assert net.trunk.output_dim == 32
+    out = net(torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]), torch.tensor([[0, 1, 0]] * 3))
+    assert out.shape == (3, 2)
