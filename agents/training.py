@@ -21,9 +21,11 @@ from tqdm.auto import tqdm
 from agents.base import Agent, Episode
 
 
-def run_episode(agent: Agent, env: Any, seed: int | None = None) -> Episode:
+def run_episode(
+    agent: Agent, env: Any, seed: int | None = None, options: dict[str, Any] | None = None
+) -> Episode:
     """Route one sample of ``env`` with ``agent`` and return the episode (no learning)."""
-    obs, info = env.reset(seed=seed)
+    obs, info = env.reset(seed=seed, options=options)
     observations, actions, rewards, infos = [], [], [], []
     terminated = truncated = False
     while not (terminated or truncated):
@@ -39,6 +41,10 @@ def run_episode(agent: Agent, env: Any, seed: int | None = None) -> Episode:
 def evaluate(agent: Agent, env: Any, episodes: int | None = None) -> dict[str, Any]:
     """Greedy evaluation: route ``episodes`` samples (default: the whole split once).
 
+    The samples are the same at every call: the whole split in order, or ``episodes`` evenly
+    spaced samples of it (so every task is represented), chosen with
+    ``reset(options={"sample_index": i})``.
+
     Returns ``accuracy``, ``per_task_accuracy`` (list, ``nan`` for tasks not seen),
     ``mean_reward``, ``mean_loss``, ``route_entropy`` (mean over depths of the entropy, in
     nats, of the actions chosen at that depth), ``modules_used`` (distinct (depth, module)
@@ -47,11 +53,12 @@ def evaluate(agent: Agent, env: Any, episodes: int | None = None) -> dict[str, A
     ``episodes``.
     """
     base = env.unwrapped
-    count = base.num_samples if episodes is None else int(episodes)
+    count = base.num_samples if episodes is None else min(int(episodes), base.num_samples)
+    indices = np.linspace(0, base.num_samples - 1, num=count).round().astype(int)
     was_greedy = agent.greedy
     agent.greedy = True
     try:
-        routes = [run_episode(agent, env) for _ in range(count)]
+        routes = [run_episode(agent, env, options={"sample_index": int(i)}) for i in indices]
     finally:
         agent.greedy = was_greedy
     network = base.network

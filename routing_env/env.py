@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -44,11 +45,21 @@ def resolve_dataset(
         text = os.fspath(dataset)
         if text.endswith(".npz") or os.path.sep in text:
             return MultiTaskDataset.from_npz(text)
-        return load_suite(text, data_dir=data_dir, **(dataset_options or {}))
+        options = tuple(sorted((dataset_options or {}).items()))
+        data_dir = None if data_dir is None else os.fspath(data_dir)
+        return _cached_suite(text, data_dir, options)
     raise TypeError(
         "dataset must be a suite name, a path to an .npz file or a MultiTaskDataset, "
         f"not {type(dataset).__name__}"
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_suite(
+    name: str, data_dir: str | None, options: tuple[tuple[str, Any], ...]
+) -> MultiTaskDataset:
+    """Suites are built once per process: a train and a test env share the arrays."""
+    return load_suite(name, data_dir=data_dir, **dict(options))
 
 
 class RoutingEnv(gym.Env):
@@ -273,7 +284,7 @@ class RoutingEnv(gym.Env):
         self._position = self.num_samples  # forces a fresh order on the first reset
         self._route_active = False
         self._ended = False
-        self._h: torch.Tensor | None = None
+        self._h = np.zeros(0, dtype=np.float32)
         self._depth = 0
         self._path: list[int] = []
         self._index = -1
@@ -343,8 +354,7 @@ class RoutingEnv(gym.Env):
         else:
             index = self._next_index()
         self._index = index
-        with torch.no_grad():
-            self._h = self.network.embed(self._x[index : index + 1])
+        self._h = self.network.embed_sample(self._x[index])
         self._depth = 0
         self._path = []
         self._route_active = True
@@ -397,8 +407,7 @@ class RoutingEnv(gym.Env):
         self._path.append(action)
         stop = net.routing == "recurrent" and action == net.extra_action
         if not stop:
-            with torch.no_grad():
-                self._h = net.apply_one(self._h, self._depth, action)
+            self._h = net.step_sample(self._h, self._depth, action)
             self._depth += 1
         if stop or self._depth == net.max_depth:
             return self._finish(reward)
@@ -420,24 +429,26 @@ class RoutingEnv(gym.Env):
     def _finish(self, reward: float) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         net = self.network
         index = self._index
-        task = self._task_tensor[index : index + 1]
-        with torch.no_grad():
-            outputs = net.outputs(self._h, task)
-            loss = float(net.per_sample_loss(outputs, self._y_tensor[index : index + 1])[0])
+        task = int(self._task[index])
+        outputs = net.outputs_sample(self._h, task)
         label = self._y[index]
+        loss = net.loss_sample(outputs, label)
         if net.task_type == "classification":
-            prediction: Any = int(outputs[0].argmax())
+            prediction: Any = int(outputs.argmax())
             correct: bool | None = prediction == int(label)
             label = int(label)
         else:
-            prediction = outputs[0].cpu().numpy().reshape(np.shape(label))
+            prediction = outputs.reshape(np.shape(label))
             correct = None
         final = final_reward(self.reward_kind, bool(correct), loss)
         if self.train_modules:
             padding = [-1] * (net.max_depth - len(self._path))
             route = torch.tensor([self._path + padding], dtype=torch.long, device=net.device)
             net.add_routes(
-                self._x[index : index + 1], task, self._y_tensor[index : index + 1], route
+                self._x[index : index + 1],
+                self._task_tensor[index : index + 1],
+                self._y_tensor[index : index + 1],
+                route,
             )
         info = self._end_info(correct, loss, prediction, label, final, invalid=False)
         return self._observation(outputs), reward + final, True, False, info
@@ -477,10 +488,9 @@ class RoutingEnv(gym.Env):
         self._last_info = info
         return info
 
-    def _observation(self, h: torch.Tensor) -> dict[str, Any]:
+    def _observation(self, h: np.ndarray) -> dict[str, Any]:
         activation = np.zeros(self.network.activation_dim, dtype=np.float32)
-        values = h[0].detach().cpu().numpy()
-        activation[: values.shape[0]] = values
+        activation[: h.shape[0]] = h
         return {
             "activation": activation,
             "task": int(self._task[self._index]),

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,6 +168,7 @@ class RoutedNetwork(nn.Module):
         self.activation_dim = max([trunk_dim, self.hidden_dim, self.num_outputs])
         # Plain lists: indexing an nn.ModuleList costs more than the module call on one sample.
         self._module_lists = [list(layer) for layer in self.layers]
+        self._views: list[list[tuple[np.ndarray, np.ndarray, bool]]] | None = None
         # Switching train/eval walks every submodule; only needed when a layer behaves
         # differently in the two modes.
         self._mode_sensitive = any(
@@ -261,27 +263,106 @@ class RoutedNetwork(nn.Module):
             return h
         return self._layer(depth)[action](h)
 
+    def _drop_unrouted_gradients(self, routes: torch.Tensor) -> None:
+        """Set to ``None`` the (zero) gradients of modules no route in the batch used.
+
+        Optimizers skip parameters without a gradient, so momentum or adaptive state never
+        moves a module that was not on a route (``001`` Algorithm 2 step 3).
+        """
+        if self.routing == "recurrent":
+            per_layer = [routes.flatten()]
+        else:
+            per_layer = [routes[:, depth] for depth in range(routes.shape[1])]
+        for layer, used in zip(self._module_lists, per_layer, strict=True):
+            for index in _unused(len(layer), used):
+                for parameter in layer[index].parameters():
+                    parameter.grad = None
+
+    # ------------------------------------------------------------------ one sample, NumPy
+
+    def embed_sample(self, x: torch.Tensor) -> np.ndarray:
+        """The first activation of one raw input (``x`` without batch axis) as a NumPy vector."""
+        with torch.no_grad():
+            return self.embed(x.unsqueeze(0))[0].cpu().numpy()
+
+    def step_sample(self, h: np.ndarray, depth: int, action: int) -> np.ndarray:
+        """One sample's activation after ``action`` at ``depth`` (identity for PASS / ⊥).
+
+        The single-sample environment's hot path. On the CPU the module's weights are read
+        through NumPy views of the parameters (they share memory, so optimizer steps are seen
+        at once), which costs a fraction of a PyTorch module call for one vector.
+        """
+        if action == self.extra_action:
+            return h
+        layer = 0 if self.routing == "recurrent" else depth
+        views = self._numpy_views()
+        if views is None:
+            with torch.no_grad():
+                h_tensor = torch.from_numpy(h).to(self.device).unsqueeze(0)
+                return self._module_lists[layer][action](h_tensor)[0].cpu().numpy()
+        weight, bias, relu = views[layer][action]
+        out = weight @ h
+        out += bias
+        if relu:
+            np.maximum(out, 0.0, out=out)
+        return out
+
+    def outputs_sample(self, h: np.ndarray, task: int) -> np.ndarray:
+        """Outputs of one finished route's activation (NumPy)."""
+        if self.readout is None:
+            return h
+        head = self.readout[task if len(self.readout) > 1 else 0]
+        if self.device.type != "cpu":
+            with torch.no_grad():
+                return head(torch.from_numpy(h).to(self.device).unsqueeze(0))[0].cpu().numpy()
+        weight, bias = head.weight.detach().numpy(), head.bias.detach().numpy()
+        return weight @ h + bias
+
+    def loss_sample(self, outputs: np.ndarray, y: Any) -> float:
+        """Cross-entropy or squared error of one sample, as :meth:`per_sample_loss`."""
+        if self.task_type == "classification":
+            shifted = outputs.astype(np.float64) - outputs.max()
+            return float(np.log(np.exp(shifted).sum()) - shifted[int(y)])
+        target = np.asarray(y, dtype=np.float64).reshape(outputs.shape)
+        return float(np.mean((outputs.astype(np.float64) - target) ** 2))
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> RoutedNetwork:
+        # Moving or casting parameters replaces their storage: drop the NumPy views.
+        self._views = None
+        return super()._apply(fn, recurse)
+
+    def _numpy_views(self) -> list[list[tuple[np.ndarray, np.ndarray, bool]]] | None:
+        if self.device.type != "cpu":
+            return None
+        if self._views is None:
+            self._views = [
+                [_linear_view(module) for module in layer] for layer in self._module_lists
+            ]
+        return self._views
+
     def apply(self, h: torch.Tensor, depth: int, actions: torch.Tensor) -> torch.Tensor:
-        """Apply each sample's chosen action at ``depth``, one module call per chosen module.
+        """Apply each sample's chosen action at ``depth`` to a batch.
 
         ``actions`` holds module indices, the extra action (identity) or ``-1`` (route already
-        ended: identity). Gradients reach only the modules that were chosen.
+        ended: identity). The layer's module weights are stacked and each sample's are
+        gathered for one batched matrix product, a few large kernels instead of one small
+        kernel chain per chosen module. Only the chosen modules' parameters receive
+        non-zero gradients; :meth:`update` drops the others' so no optimizer moves them.
         """
-        out_dim = self.out_dims[depth]
-        chosen = torch.unique(actions).tolist()
-        if len(chosen) == 1 and (chosen[0] < 0 or chosen[0] == self.extra_action):
+        layer = self._module_lists[0 if self.routing == "recurrent" else depth]
+        is_module = (actions >= 0) & (actions != self.extra_action)
+        if not bool(is_module.any()):
             return h
-        if len(chosen) == 1:
-            return self._layer(depth)[chosen[0]](h)
-        out = h.new_empty((h.shape[0], out_dim))
-        layer = self._layer(depth)
-        for action in chosen:
-            rows = (actions == action).nonzero().squeeze(1)
-            if action < 0 or action == self.extra_action:
-                out[rows] = h[rows]
-            else:
-                out[rows] = layer[action](h[rows])
-        return out
+        linears = [module[0] if isinstance(module, nn.Sequential) else module for module in layer]
+        weights = torch.stack([linear.weight for linear in linears])
+        biases = torch.stack([linear.bias for linear in linears])
+        index = torch.where(is_module, actions, torch.zeros_like(actions))
+        out = torch.bmm(weights[index], h.unsqueeze(2)).squeeze(2) + biases[index]
+        if isinstance(layer[0], nn.Sequential):
+            out = torch.relu(out)
+        if bool(is_module.all()):
+            return out
+        return torch.where(is_module.unsqueeze(1), out, h)
 
     def outputs(self, h: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
         """Outputs (logits or regression values) of finished routes' activations."""
@@ -366,9 +447,24 @@ class RoutedNetwork(nn.Module):
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        self._drop_unrouted_gradients(routes)
         self.optimizer.step()
         self.num_updates += 1
         return float(loss.detach())
+
+
+def _unused(count: int, used: torch.Tensor) -> list[int]:
+    present = set(used.unique().tolist())
+    return [index for index in range(count) if index not in present]
+
+
+def _linear_view(module: nn.Module) -> tuple[np.ndarray, np.ndarray, bool]:
+    linear = module[0] if isinstance(module, nn.Sequential) else module
+    return (
+        linear.weight.detach().numpy(),
+        linear.bias.detach().numpy(),
+        isinstance(module, nn.Sequential),
+    )
 
 
 def _module(in_dim: int, out_dim: int, relu: bool = True) -> nn.Module:

@@ -85,20 +85,20 @@ def _balanced_one_vs_rest(
     digits: np.ndarray,
     per_class: int,
     rng: np.random.Generator,
-    split: str,
+    option: str,
 ) -> Split:
     """The MNIST-MTL recipe: task ``c`` gets ``per_class`` images of every class (drawn without
     replacement, independently per task), labelled 1 for class ``c`` and 0 otherwise.
 
-    Returns a split of ``num_classes**2 * per_class`` samples of shape ``(N, 1, H, W)``.
+    Returns ``classes**2 * per_class`` samples of shape ``(N, 1, H, W)``, grouped by task.
     """
     num_digits = int(digits.max()) + 1
     members = [np.flatnonzero(digits == c) for c in range(num_digits)]
     smallest = min(range(num_digits), key=lambda c: len(members[c]))
     if len(members[smallest]) < per_class:
         raise ValueError(
-            f"{split} per-class count {per_class} exceeds the {len(members[smallest])} {split} "
-            f"images of class {smallest}"
+            f"{option}={per_class} exceeds the {len(members[smallest])} images of class "
+            f"{smallest} available"
         )
     chosen = [
         rng.choice(members[c], per_class, replace=False)
@@ -131,9 +131,11 @@ def _digits(seed: int, test_fraction: float = 0.2) -> MultiTaskDataset:
     ten tasks, positive in one. About 10% of each task's labels are positive (majority rate
     ~0.9). ``x``: float32 ``(N, 64)`` in ``[0, 1]``.
     """
+    # Imported here: scikit-learn takes a while to import and only this suite needs it.
     from sklearn.datasets import load_digits
 
-    test_fraction = _fraction("test_fraction", test_fraction, 0.0, 1.0)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1), found {test_fraction!r}")
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     target = digits.target.astype(np.int64)
@@ -155,6 +157,7 @@ def _mnist1d(seed: int, num_samples: int | None = None) -> MultiTaskDataset:
     ``seed`` as MNIST-1D's generator seed (the published dataset used 42) and split 80/20 by
     the package; every signal appears in all ten tasks. ``x``: float32 ``(N, 40)``.
     """
+    # Imported here: mnist1d pulls in matplotlib and scipy, slow to import for other suites.
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
@@ -308,8 +311,8 @@ def _mnist_recipe(
     test_images, test_labels = _read_idx_set(files, "test")
     num_digits = int(train_labels.max()) + 1
     return MultiTaskDataset(
-        train=_balanced_one_vs_rest(train_images, train_labels, per_class, rng, "train"),
-        test=_balanced_one_vs_rest(test_images, test_labels, test_per_class, rng, "test"),
+        train=_balanced_one_vs_rest(train_images, train_labels, per_class, rng, "per_class"),
+        test=_balanced_one_vs_rest(test_images, test_labels, test_per_class, rng, "test_per_class"),
         num_tasks=num_digits,
         num_classes=2,
         name=name,
@@ -321,6 +324,7 @@ def _mnist_recipe(
 
 
 def _file_list() -> str:
+    """The four standard IDX file names, for error messages."""
     names = list(IDX_NAMES.values())
     return ", ".join(names[:-1]) + " and " + names[-1]
 
