@@ -1,0 +1,399 @@
+"""Tabular routers: each update rule against hand-computed numbers, then the behaviour every
+tabular agent shares (masks, greedy mode, batches, seeding, checkpoints).
+
+The agents are imported from their modules: ``agents/__init__`` may not export them yet.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from agents.advantage import AdvantageLearning
+from agents.base import Episode
+from agents.persistence import load, save
+from agents.q_learning import QLearning
+from agents.reinforce import Reinforce
+from agents.wolf_phc import WoLFPHC
+from agents.wpl import WPL
+
+AGENTS = [WPL, QLearning, AdvantageLearning, Reinforce, WoLFPHC]
+
+
+def obs(task: int = 0, depth: int = 0) -> dict:
+    return {"activation": np.zeros(1, dtype=np.float32), "task": task, "depth": depth}
+
+
+def one_step(action: int, reward: float, mask=None, task: int = 0, depth: int = 0) -> Episode:
+    """A route of one decision whose whole return is the final reward ``reward``."""
+    infos = [] if mask is None else [{"action_mask": np.asarray(mask, dtype=np.int8)}]
+    return Episode(
+        [obs(task, depth)], [action], [reward], infos, final_info={"final_reward": reward}
+    )
+
+
+# ---------------------------------------------------------------------- WPL
+
+
+def test_wpl_original_weighting_positive_delta():
+    agent = WPL(1, 1, 2, lr=0.5)
+    agent.pi[0, 0] = [0.8, 0.2]
+    agent.learn(one_step(action=1, reward=1.0))
+    # Rbar = 0.5 * 0 + 0.5 * 1 = 0.5; delta = 1 - 0.5 = 0.5 > 0, times (1 - pi(1)) = 0.8 -> 0.4
+    # pi(1) = 0.2 + 0.5 * 0.4 = 0.4; [0.8, 0.4] / 1.2 = [2/3, 1/3]
+    assert agent.rbar[0, 0] == pytest.approx(0.5)
+    np.testing.assert_allclose(agent.pi[0, 0], [2 / 3, 1 / 3])
+
+
+def test_wpl_original_weighting_negative_delta():
+    agent = WPL(1, 1, 2, lr=0.5)
+    agent.pi[0, 0] = [0.8, 0.2]
+    agent.learn(one_step(action=0, reward=-1.0))
+    # Rbar = -0.5; delta = -1 + 0.5 = -0.5 < 0, times pi(0) = 0.8 -> -0.4
+    # pi(0) = 0.8 - 0.5 * 0.4 = 0.6; [0.6, 0.2] / 0.8 = [0.75, 0.25]
+    assert agent.rbar[0, 0] == pytest.approx(-0.5)
+    np.testing.assert_allclose(agent.pi[0, 0], [0.75, 0.25])
+
+
+def test_wpl_printed_weighting_swaps_the_weights():
+    positive = WPL(1, 1, 2, lr=0.5, weighting="printed")
+    positive.pi[0, 0] = [0.8, 0.2]
+    positive.learn(one_step(action=1, reward=1.0))
+    # delta = 0.5 > 0, times pi(1) = 0.2 -> 0.1; pi(1) = 0.2 + 0.05 = 0.25; [0.8, 0.25] / 1.05
+    np.testing.assert_allclose(positive.pi[0, 0], [0.8 / 1.05, 0.25 / 1.05])
+
+    negative = WPL(1, 1, 2, lr=0.5, weighting="printed")
+    negative.pi[0, 0] = [0.8, 0.2]
+    negative.learn(one_step(action=0, reward=-1.0))
+    # delta = -0.5 < 0, times (1 - pi(0)) = 0.2 -> -0.1; pi(0) = 0.8 - 0.05 = 0.75
+    # [0.75, 0.2] / 0.95
+    np.testing.assert_allclose(negative.pi[0, 0], [0.75 / 0.95, 0.2 / 0.95])
+
+
+def test_wpl_projection_clips_to_the_unit_interval():
+    high = WPL(1, 1, 2, lr=0.5)
+    high.pi[0, 0] = [0.9, 0.1]
+    high.learn(one_step(action=0, reward=10.0))
+    # Rbar = 5; delta = 5 * (1 - 0.9) = 0.5; pi(0) = 0.9 + 0.25 = 1.15 -> clip 1
+    # [1, 0.1] / 1.1
+    np.testing.assert_allclose(high.pi[0, 0], [1 / 1.1, 0.1 / 1.1])
+
+    low = WPL(1, 1, 2, lr=0.5)
+    low.learn(one_step(action=0, reward=-10.0))
+    # Rbar = -5; delta = -5 * 0.5 = -2.5; pi(0) = 0.5 - 1.25 = -0.75 -> clip 0 -> [0, 1]
+    np.testing.assert_allclose(low.pi[0, 0], [0.0, 1.0])
+
+    floor = WPL(1, 1, 2, lr=0.5, min_prob=0.05)
+    floor.learn(one_step(action=0, reward=-10.0))
+    # the same step clipped to [0.05, 1]: [0.05, 0.5] / 0.55
+    np.testing.assert_allclose(floor.pi[0, 0], [0.05 / 0.55, 0.5 / 0.55])
+
+
+def test_wpl_baseline_is_per_state_and_returns_are_discounted():
+    agent = WPL(1, 2, 2, lr=0.5, gamma=0.5)
+    route = Episode(
+        [obs(depth=0), obs(depth=1)], [0, 1], [0.5, 1.0], final_info={"final_reward": 1.0}
+    )
+    agent.learn(route)
+    # returns: the final reward 1 undiscounted, plus 0.5 at depth 0 -> R = [1.5, 1.0]
+    # depth 0: Rbar = 0.75, delta = 0.75 * (1 - 0.5) = 0.375, pi(0) = 0.5 + 0.1875 = 0.6875
+    # depth 1: Rbar = 0.5, delta = 0.5 * 0.5 = 0.25, pi(1) = 0.5 + 0.125 = 0.625
+    np.testing.assert_allclose(agent.rbar[0], [0.75, 0.5])
+    np.testing.assert_allclose(agent.pi[0, 0], [0.6875 / 1.1875, 0.5 / 1.1875])
+    np.testing.assert_allclose(agent.pi[0, 1], [0.5 / 1.125, 0.625 / 1.125])
+    agent.learn(route)
+    # second visit: Rbar(depth 0) = 0.5 * 0.75 + 0.5 * 1.5 = 1.125
+    np.testing.assert_allclose(agent.rbar[0], [1.125, 0.75])
+
+
+def test_wpl_masked_actions_keep_their_share():
+    agent = WPL(1, 1, 3, lr=0.5)
+    agent.learn(one_step(action=0, reward=1.0, mask=[1, 1, 0]))
+    # acting policy [1/2, 1/2, 0]; delta = 0.5 * (1 - 1/2) = 0.25; pi(0) = 0.5 + 0.125
+    # [0.625, 0.5] / 1.125 = [5/9, 4/9], written back into the allowed share 2/3
+    np.testing.assert_allclose(agent.pi[0, 0], [10 / 27, 8 / 27, 1 / 3])
+    np.testing.assert_allclose(agent.policy(0, 0, np.array([1, 1, 0])), [5 / 9, 4 / 9, 0])
+
+
+def test_wpl_rejects_unknown_weighting():
+    with pytest.raises(ValueError, match="weighting"):
+        WPL(1, 1, 2, weighting="swapped")
+
+
+# ---------------------------------------------------------------------- Q-learning
+
+
+def q_route(mask_at_depth_1) -> Episode:
+    infos = [{"action_mask": np.array([1, 1], dtype=np.int8)}]
+    if mask_at_depth_1 is not None:
+        infos.append({"action_mask": np.array(mask_at_depth_1, dtype=np.int8)})
+    return Episode(
+        [obs(depth=0), obs(depth=1)], [0, 0], [0.5, 1.0], infos, final_info={"final_reward": 1.0}
+    )
+
+
+def test_q_learning_bootstraps_over_allowed_next_actions_and_stops_at_the_end():
+    agent = QLearning(1, 2, 2, lr=0.5, gamma=0.9)
+    agent.q[0] = [[1.0, 0.0], [2.0, 4.0]]
+    agent.learn(q_route(mask_at_depth_1=[1, 0]))
+    # step 0: target = 0.5 + 0.9 * max(Q(s', allowed = {0})) = 0.5 + 0.9 * 2 = 2.3
+    #         Q(s, 0) = 1 + 0.5 * (2.3 - 1) = 1.65  (s' read before its own update)
+    # step 1: terminal, target = 1.0; Q(s', 0) = 2 + 0.5 * (1 - 2) = 1.5
+    np.testing.assert_allclose(agent.q[0], [[1.65, 0.0], [1.5, 4.0]])
+
+
+def test_q_learning_without_a_next_mask_allows_every_action():
+    agent = QLearning(1, 2, 2, lr=0.5, gamma=0.9)
+    agent.q[0] = [[1.0, 0.0], [2.0, 4.0]]
+    agent.learn(q_route(mask_at_depth_1=None))
+    # target = 0.5 + 0.9 * 4 = 4.1; Q(s, 0) = 1 + 0.5 * 3.1 = 2.55
+    assert agent.q[0, 0, 0] == pytest.approx(2.55)
+
+
+def test_epsilon_greedy_distribution_follows_eq_3_3():
+    agent = QLearning(1, 1, 4, epsilon=0.3)
+    agent.q[0, 0] = [1.0, 3.0, 3.0, 5.0]
+    # action 3 is masked; 3 allowed, greedy tie {1, 2} broken at random:
+    # P(1) = P(2) = 1/2 * 0.7 + 1/2 * 0.3 / 2 = 0.425, P(0) = 0.3 / 2 = 0.15
+    np.testing.assert_allclose(agent.policy(0, 0, np.array([1, 1, 1, 0])), [0.15, 0.425, 0.425, 0])
+    np.testing.assert_allclose(agent.policy(0, 0, np.array([0, 1, 0, 0])), [0, 1, 0, 0])
+
+
+def test_epsilon_anneals_linearly_over_learned_routes():
+    agent = QLearning(1, 1, 2, epsilon=0.5, epsilon_final=0.1, epsilon_decay_episodes=4)
+    for _ in range(2):
+        agent.learn(one_step(0, 1.0))
+    assert agent.epsilon == pytest.approx(0.3)
+    agent.learn_batch([one_step(0, 1.0)] * 5)
+    assert agent.epsilon == pytest.approx(0.1)
+
+
+# ---------------------------------------------------------------------- advantage learning
+
+
+def test_advantage_learning_follows_eq_7_1_and_7_2():
+    agent = AdvantageLearning(1, 1, 2, lr=0.5)
+    agent.learn(one_step(action=1, reward=2.0))
+    # R - V = 2; V = 0 + 0.5 * 2 = 1; A(1) = 0 + 0.5 * (2 - 0) = 1  (V before eq. 7.1's update)
+    assert agent.v[0, 0] == pytest.approx(1.0)
+    np.testing.assert_allclose(agent.a[0, 0], [0.0, 1.0])
+    agent.learn(one_step(action=1, reward=0.0))
+    # R - V = -1; V = 1 - 0.5 = 0.5; A(1) = 1 + 0.5 * (-1 - 1) = 0
+    agent.learn(one_step(action=0, reward=1.0))
+    # R - V = 0.5; V = 0.5 + 0.25 = 0.75; A(0) = 0 + 0.5 * 0.5 = 0.25
+    assert agent.v[0, 0] == pytest.approx(0.75)
+    np.testing.assert_allclose(agent.a[0, 0], [0.25, 0.0])
+
+
+def test_advantage_learning_acts_greedily_on_the_advantage():
+    agent = AdvantageLearning(1, 1, 3, epsilon=0.0)
+    agent.v[0, 0] = 100.0
+    agent.a[0, 0] = [0.0, 2.0, 1.0]
+    assert agent.act(obs(), {"action_mask": np.ones(3)}) == 1
+    assert agent.act(obs(), {"action_mask": np.array([1, 0, 1])}) == 2
+
+
+# ---------------------------------------------------------------------- REINFORCE
+
+
+def test_reinforce_step_is_return_times_grad_log_softmax():
+    agent = Reinforce(1, 1, 2, lr=0.5)
+    agent.learn(one_step(action=0, reward=2.0))
+    # pi = [1/2, 1/2]; theta += 0.5 * 2 * ([1, 0] - [1/2, 1/2]) = [0.5, -0.5]
+    np.testing.assert_allclose(agent.theta[0, 0], [0.5, -0.5])
+    p0 = 1 / (1 + np.exp(-1.0))  # softmax([0.5, -0.5])[0]
+    np.testing.assert_allclose(agent.policy(0, 0), [p0, 1 - p0])
+    agent.learn(one_step(action=1, reward=-1.0))
+    # theta += 0.5 * (-1) * ([0, 1] - [p0, 1 - p0]) = -0.5 * [-p0, p0] = [0.5 p0, -0.5 p0]
+    # with p0 = 0.731059: theta = [0.865529, -0.865529]
+    np.testing.assert_allclose(agent.theta[0, 0], [0.865529, -0.865529], atol=1e-6)
+
+
+def test_reinforce_softmax_runs_over_allowed_actions_only():
+    agent = Reinforce(1, 1, 3, lr=1.0)
+    agent.learn(one_step(action=2, reward=1.0, mask=[1, 0, 1]))
+    # pi = [1/2, 0, 1/2]; theta += 1 * ([0, 0, 1] - pi) = [-0.5, 0, 0.5]
+    np.testing.assert_allclose(agent.theta[0, 0], [-0.5, 0.0, 0.5])
+
+
+# ---------------------------------------------------------------------- WoLF-PHC
+
+
+def test_wolf_phc_moves_fast_when_losing_and_slowly_when_winning():
+    agent = WoLFPHC(1, 1, 2, lr=0.5, delta_win=0.1, delta_lose=0.3)
+    agent.learn(one_step(action=0, reward=1.0))
+    # Q = [0.5, 0]; C = 1, pibar = pi = [0.5, 0.5]; pi.Q = pibar.Q = 0.25: not winning
+    # -> delta_lose: action 1 gives min(0.5, 0.3) to greedy action 0: pi = [0.8, 0.2]
+    np.testing.assert_allclose(agent.q[0, 0], [0.5, 0.0])
+    np.testing.assert_allclose(agent.pi[0, 0], [0.8, 0.2])
+    agent.learn(one_step(action=1, reward=1.0))
+    # Q = [0.5, 0.5]; C = 2, pibar = [0.5, 0.5] + ([0.8, 0.2] - [0.5, 0.5]) / 2 = [0.65, 0.35]
+    # pi.Q = pibar.Q = 0.5: losing; greedy = 0 (lowest index on ties); action 1 gives
+    # min(0.2, 0.3) = 0.2 (it cannot go below 0): pi = [1, 0]
+    np.testing.assert_allclose(agent.pibar[0, 0], [0.65, 0.35])
+    np.testing.assert_allclose(agent.pi[0, 0], [1.0, 0.0])
+    agent.learn(one_step(action=0, reward=0.0))
+    # Q = [0.5 + 0.5 * (0 - 0.5), 0.5] = [0.25, 0.5]; C = 3
+    # pibar = [0.65, 0.35] + ([1, 0] - [0.65, 0.35]) / 3 = [0.7667, 0.2333]
+    # pi.Q = 0.25 < pibar.Q = 0.3083: losing; greedy = 1: pi = [1 - 0.3, 0.3]
+    np.testing.assert_allclose(agent.pibar[0, 0], [0.65 + 0.35 / 3, 0.35 - 0.35 / 3])
+    np.testing.assert_allclose(agent.pi[0, 0], [0.7, 0.3])
+    agent.learn(one_step(action=1, reward=1.0))
+    # Q = [0.25, 0.5 + 0.5 * 0.5] = [0.25, 0.75]; C = 4
+    # pibar = [0.7667, 0.2333] + ([0.7, 0.3] - [0.7667, 0.2333]) / 4 = [0.75, 0.25]
+    # pi.Q = 0.7 * 0.25 + 0.3 * 0.75 = 0.4 > pibar.Q = 0.375: winning, delta_win = 0.1
+    # pi = [0.7 - 0.1, 0.3 + 0.1]
+    np.testing.assert_allclose(agent.q[0, 0], [0.25, 0.75])
+    np.testing.assert_allclose(agent.pibar[0, 0], [0.75, 0.25])
+    np.testing.assert_allclose(agent.pi[0, 0], [0.6, 0.4])
+    assert agent.counts[0, 0] == 4
+
+
+def test_wolf_phc_requires_delta_win_below_delta_lose():
+    with pytest.raises(ValueError, match="delta_win < delta_lose"):
+        WoLFPHC(1, 1, 2, delta_win=0.1, delta_lose=0.05)
+
+
+# ---------------------------------------------------------------------- shared behaviour
+
+
+def trained(cls, seed: int = 0, num_actions: int = 4, routes: int = 60, **kwargs):
+    """An agent of ``cls`` that has learned to prefer action 0 in state (0, 0)."""
+    agent = cls(2, 2, num_actions, seed=seed, **kwargs)
+    for i in range(routes):
+        action = i % num_actions
+        agent.learn(one_step(action, 1.0 if action == 0 else -1.0))
+    return agent
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_training_prefers_the_rewarded_action(cls):
+    agent = trained(cls)
+    assert np.argmax(agent.policy(0, 0)) == 0
+    agent.greedy = True
+    assert agent.act(obs(), {"action_mask": np.ones(4)}) == 0
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_masked_actions_are_never_chosen(cls):
+    agent = trained(cls)
+    mask = np.array([0, 1, 0, 1], dtype=np.int8)  # the preferred action 0 is masked
+    single = [agent.act(obs(), {"action_mask": mask}) for _ in range(300)]
+    batch = agent.act_batch(
+        {"task": np.zeros(3000, dtype=np.int64), "depth": np.zeros(3000, dtype=np.int64)},
+        np.tile(mask, (3000, 1)),
+    )
+    assert set(single) <= {1, 3} and set(batch.tolist()) <= {1, 3}
+    agent.greedy = True
+    assert agent.act(obs(), {"action_mask": mask}) in {1, 3}
+    with pytest.raises(ValueError, match="no action is allowed"):
+        agent.act(obs(), {"action_mask": np.zeros(4)})
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_greedy_mode_is_deterministic_and_draws_nothing(cls):
+    agent = trained(cls)
+    agent.greedy = True
+    before = agent.rng.bit_generator.state
+    actions = {agent.act(obs(), {"action_mask": np.ones(4)}) for _ in range(20)}
+    batch = agent.act_batch(
+        {"task": np.zeros(20, dtype=np.int64), "depth": np.zeros(20, dtype=np.int64)},
+        np.ones((20, 4)),
+    )
+    assert actions == {0} and (batch == 0).all()
+    assert agent.rng.bit_generator.state == before
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_act_and_act_batch_sample_the_policy(cls):
+    agent = trained(cls, num_actions=3, routes=6, **({"epsilon": 0.3} if cls is WoLFPHC else {}))
+    mask = np.array([1, 1, 1])
+    expected = agent.policy(0, 0, mask)
+    assert expected.min() > 0.02  # a distribution worth testing
+    n = 4000
+    single = np.bincount([agent.act(obs(), {"action_mask": mask}) for _ in range(n)], minlength=3)
+    states = {"task": np.zeros(n, dtype=np.int64), "depth": np.zeros(n, dtype=np.int64)}
+    batch = np.bincount(agent.act_batch(states, np.tile(mask, (n, 1))), minlength=3)
+    tolerance = 4 * np.sqrt(expected * (1 - expected) / n)  # 4 standard errors
+    np.testing.assert_array_less(np.abs(single / n - expected), tolerance)
+    np.testing.assert_array_less(np.abs(batch / n - expected), tolerance)
+
+
+def random_routes(seed: int, count: int = 40) -> list[Episode]:
+    """Routes over 2 tasks and up to 3 depths, repeated states, masks on some decisions."""
+    rng = np.random.default_rng(seed)
+    routes = []
+    for _ in range(count):
+        task, length = int(rng.integers(2)), int(rng.integers(1, 4))
+        masks = [np.array([1, 1, 1, int(d < 2)], dtype=np.int8) for d in range(length)]
+        actions = [int(rng.choice(np.flatnonzero(m))) for m in masks]
+        rewards = rng.normal(size=length).tolist()
+        infos = [{"action_mask": m} for m in masks] if rng.random() < 0.7 else []
+        final = {"final_reward": float(rng.choice([-1.0, 1.0]))}
+        rewards[-1] += final["final_reward"]
+        observations = [obs(task, d) for d in range(length)]
+        routes.append(Episode(observations, actions, rewards, infos, final_info=final))
+    return routes
+
+
+def state_arrays(agent) -> dict:
+    return {name: np.asarray(getattr(agent, name)).copy() for name in agent.state_names}
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_learn_batch_equals_sequential_learn(cls):
+    routes = random_routes(seed=1)
+    one_by_one, batched = cls(2, 3, 4, lr=0.3, seed=0), cls(2, 3, 4, lr=0.3, seed=0)
+    for route in routes:
+        one_by_one.learn(route)
+    batched.learn_batch(routes[:25])
+    batched.learn_batch(routes[25:])
+    expected, got = state_arrays(one_by_one), state_arrays(batched)
+    for name in expected:
+        np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-12, err_msg=name)
+    untrained = state_arrays(cls(2, 3, 4))
+    assert any(not np.array_equal(untrained[name], expected[name]) for name in expected)
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_seeds_fix_the_actions(cls):
+    def actions(seed):
+        agent = cls(1, 1, 5, seed=seed)  # untrained: every agent starts uniform
+        return [agent.act(obs(), {"action_mask": np.ones(5)}) for _ in range(50)]
+
+    assert actions(3) == actions(3)
+    assert actions(3) != actions(4)
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_save_load_round_trip_continues_the_same_stream(cls, tmp_path):
+    agent = trained(cls, seed=7)
+    path = tmp_path / "agent.pt"
+    save(agent, path)
+    restored = load(path)
+    assert type(restored) is cls and restored.config == agent.config
+    for name, value in state_arrays(agent).items():
+        np.testing.assert_array_equal(np.asarray(getattr(restored, name)), value, err_msg=name)
+    states = {"task": np.array([0, 1, 0]), "depth": np.array([0, 1, 1])}
+    masks = np.ones((3, 4))
+    assert [agent.act(obs(), {"action_mask": np.ones(4)}) for _ in range(30)] == [
+        restored.act(obs(), {"action_mask": np.ones(4)}) for _ in range(30)
+    ]
+    np.testing.assert_array_equal(agent.act_batch(states, masks), restored.act_batch(states, masks))
+    # learning goes on identically too
+    route = random_routes(seed=2, count=1)[0]
+    agent.learn(route)
+    restored.learn(route)
+    for name, value in state_arrays(agent).items():
+        np.testing.assert_array_equal(np.asarray(getattr(restored, name)), value, err_msg=name)
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_states_outside_the_table_raise(cls):
+    agent = cls(2, 3, 4)
+    with pytest.raises(ValueError, match="table of shape"):
+        agent.act(obs(task=0, depth=3), {"action_mask": np.ones(4)})
+    with pytest.raises(ValueError, match="table of shape"):
+        agent.act(obs(task=-1, depth=0), {"action_mask": np.ones(4)})
+    with pytest.raises(ValueError, match="table of shape"):
+        agent.learn(one_step(action=4, reward=1.0))
