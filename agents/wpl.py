@@ -206,6 +206,10 @@ class WPL(Agent):
             delta *= np.where(delta < 0, 1.0 - pi_a, pi_a)  # lines 9-12 as printed
         pi[rows, actions] += self.lr * delta  # line 13: pi + lr * onehot(a) * delta ...
         pi = np.clip(pi, self.min_prob, 1.0) * masks  # ... projected: clip to [0, 1] ...
+        # A pure strategy whose only action is pushed below 0 leaves nothing to normalise
+        # (the seeds do not say what happens); restart that state from uniform, not NaN.
+        empty = pi.sum(axis=1) <= 0
+        pi[empty] = masks[empty]
         pi /= pi.sum(axis=1, keepdims=True)  # ... and divide by the sum
         allowed_share = (table * masks).sum(axis=1, keepdims=True)
         self.pi[tasks, depths] = np.where(masks, pi * allowed_share, table)

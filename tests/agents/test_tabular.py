@@ -89,6 +89,20 @@ def test_wpl_projection_clips_to_the_unit_interval():
     np.testing.assert_allclose(floor.pi[0, 0], [0.05 / 0.55, 0.5 / 0.55])
 
 
+def test_wpl_pure_strategy_pushed_below_zero_restarts_uniform():
+    agent = WPL(1, 1, 3, lr=0.9)
+    agent.pi[0, 0] = [1.0, 0.0, 0.0]
+    agent.learn(one_step(action=0, reward=-10.0, mask=[1, 1, 0]))
+    # Rbar = -9; delta = -1 * pi(0) = -1; pi(0) = 1 - 0.9 = 0.1 > 0: still pure after clip.
+    np.testing.assert_allclose(agent.pi[0, 0], [1.0, 0.0, 0.0])
+    agent.rbar[0, 0] = 5.0
+    agent.learn(one_step(action=0, reward=-10.0, mask=[1, 1, 0]))
+    # Rbar = 0.1*5 - 9 = -8.5; delta = -1.5; pi(0) = 1 - 1.35 < 0: nothing left, so the
+    # allowed actions restart uniform and the masked one keeps its (zero) share.
+    np.testing.assert_allclose(agent.pi[0, 0], [0.5, 0.5, 0.0])
+    assert np.isfinite(agent.pi).all()
+
+
 def test_wpl_baseline_is_per_state_and_returns_are_discounted():
     agent = WPL(1, 2, 2, lr=0.5, gamma=0.5)
     route = Episode(
