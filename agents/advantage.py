@@ -11,6 +11,7 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
+from agents.tabular import as_masks, check_indices, decisions, epsilon_greedy, sample, visit_index
 
 
 @register
@@ -97,10 +98,10 @@ class AdvantageLearning(Agent):
         :param mask: allowed actions (default: all).
         :return: probabilities, shape ``(num_actions,)``.
         """
-        masks = _as_masks(np.ones(self.num_actions) if mask is None else mask)
+        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
         tasks, depths = np.array([task]), np.array([depth])
-        _check_indices((tasks, depths), self.v.shape)
-        return _epsilon_greedy(self.a[tasks, depths], masks, self.epsilon)[0]
+        check_indices((tasks, depths), self.v.shape)
+        return epsilon_greedy(self.a[tasks, depths], masks, self.epsilon)[0]
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
         """An epsilon-greedy allowed action; the largest advantage when greedy.
@@ -120,13 +121,13 @@ class AdvantageLearning(Agent):
         :param masks: allowed actions, shape ``(B, num_actions)``.
         :return: actions, shape ``(B,)``.
         """
-        masks = _as_masks(masks)
+        masks = as_masks(masks)
         tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
-        _check_indices((tasks, depths), self.v.shape)
+        check_indices((tasks, depths), self.v.shape)
         advantages = self.a[tasks, depths]
         if self.greedy:
             return np.argmax(np.where(masks, advantages, -np.inf), axis=1)
-        return _sample(self.rng, _epsilon_greedy(advantages, masks, self.epsilon))
+        return sample(self.rng, epsilon_greedy(advantages, masks, self.epsilon))
 
     # ------------------------------------------------------------------ learning
 
@@ -147,87 +148,12 @@ class AdvantageLearning(Agent):
         """
         if not episodes:
             return
-        tasks, depths, actions, returns = _decisions(episodes, self.gamma)
-        _check_indices((tasks, depths, actions), self.a.shape)
-        visit = _visit_index(tasks * self.max_depth + depths)
+        tasks, depths, actions, returns = decisions(episodes, self.gamma)
+        check_indices((tasks, depths, actions), self.a.shape)
+        visit = visit_index(tasks * self.max_depth + depths)
         for k in range(visit.max() + 1):
             t, d, a, ret = (x[visit == k] for x in (tasks, depths, actions, returns))
             advantage = ret - self.v[t, d]  # R_i - V(s), with V before eq. 7.1's update
             self.v[t, d] += self.lr * advantage  # eq. 7.1
             self.a[t, d, a] += self.lr * (advantage - self.a[t, d, a])  # eq. 7.2
         self.episodes_seen += len(episodes)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _as_masks(masks: np.ndarray) -> np.ndarray:
-    """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
-    return masks
-
-
-def _check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
-    """Raise on (task, depth[, action]) outside the table: negative ones would silently wrap."""
-    try:
-        np.ravel_multi_index(indices, shape)
-    except ValueError:
-        got = ", ".join(
-            f"{name}s {np.unique(index).tolist()}"
-            for name, index in zip(
-                ("task", "depth", "action")[: len(indices)], indices, strict=True
-            )
-        )
-        raise ValueError(
-            f"(task, depth, action) must index a table of shape {shape}; got {got}"
-        ) from None
-
-
-def _epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:
-    """``000`` eq. 3.3 per row, averaged over the random choice among tied greedy actions."""
-    allowed = masks.sum(axis=1, keepdims=True)
-    values = np.where(masks, values, -np.inf)
-    best = values == values.max(axis=1, keepdims=True)
-    greedy_share = best / best.sum(axis=1, keepdims=True)  # P(the tie-break picks a)
-    epsilon = np.where(allowed > 1, epsilon, 0.0)  # a lone allowed action is not explored
-    explore = epsilon / np.maximum(allowed - 1, 1)
-    return masks * (greedy_share * (1.0 - epsilon) + (1.0 - greedy_share) * explore)
-
-
-def _sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
-    """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
-    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)
-
-
-def _decisions(
-    episodes: Sequence[Episode], gamma: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Task, depth, action and return ``R_i`` of every decision of ``episodes``, in order."""
-    tasks, depths, actions, returns = [], [], [], []
-    for episode in episodes:
-        tasks += [obs["task"] for obs in episode.observations]
-        depths += [obs["depth"] for obs in episode.observations]
-        actions += episode.actions
-        returns.append(episode.returns(gamma))
-    return (
-        np.array(tasks, dtype=np.int64),
-        np.array(depths, dtype=np.int64),
-        np.array(actions, dtype=np.int64),
-        np.concatenate(returns),
-    )
-
-
-def _visit_index(states: np.ndarray) -> np.ndarray:
-    """For each decision, how many earlier decisions were made in the same state."""
-    visits: dict[int, int] = {}
-    index = []
-    for state in states.tolist():
-        index.append(visits.get(state, 0))
-        visits[state] = index[-1] + 1
-    return np.array(index)

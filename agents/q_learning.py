@@ -9,6 +9,7 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
+from agents.tabular import as_masks, check_indices, decision_masks, epsilon_greedy, sample
 
 
 @register
@@ -96,10 +97,10 @@ class QLearning(Agent):
         :param mask: allowed actions (default: all).
         :return: probabilities, shape ``(num_actions,)``.
         """
-        masks = _as_masks(np.ones(self.num_actions) if mask is None else mask)
+        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
         tasks, depths = np.array([task]), np.array([depth])
-        _check_indices((tasks, depths), self.q.shape[:2])
-        return _epsilon_greedy(self.q[tasks, depths], masks, self.epsilon)[0]
+        check_indices((tasks, depths), self.q.shape[:2])
+        return epsilon_greedy(self.q[tasks, depths], masks, self.epsilon)[0]
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
         """An epsilon-greedy allowed action; the largest value when greedy.
@@ -119,13 +120,13 @@ class QLearning(Agent):
         :param masks: allowed actions, shape ``(B, num_actions)``.
         :return: actions, shape ``(B,)``.
         """
-        masks = _as_masks(masks)
+        masks = as_masks(masks)
         tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
-        _check_indices((tasks, depths), self.q.shape[:2])
+        check_indices((tasks, depths), self.q.shape[:2])
         values = self.q[tasks, depths]
         if self.greedy:
             return np.argmax(np.where(masks, values, -np.inf), axis=1)
-        return _sample(self.rng, _epsilon_greedy(values, masks, self.epsilon))
+        return sample(self.rng, epsilon_greedy(values, masks, self.epsilon))
 
     # ------------------------------------------------------------------ learning
 
@@ -137,8 +138,8 @@ class QLearning(Agent):
         tasks = np.array([obs["task"] for obs in episode.observations], dtype=np.int64)
         depths = np.array([obs["depth"] for obs in episode.observations], dtype=np.int64)
         actions = np.array(episode.actions, dtype=np.int64)
-        _check_indices((tasks, depths, actions), self.q.shape)
-        masks = _episode_masks(episode, self.num_actions)
+        check_indices((tasks, depths, actions), self.q.shape)
+        masks = decision_masks([episode], self.num_actions)
         last = len(episode) - 1
         for i, (t, d, a, r) in enumerate(zip(tasks, depths, actions, episode.rewards, strict=True)):
             target = r  # terminal: nothing to bootstrap from
@@ -155,58 +156,3 @@ class QLearning(Agent):
         """
         for episode in episodes:
             self.learn(episode)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _as_masks(masks: np.ndarray) -> np.ndarray:
-    """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
-    return masks
-
-
-def _episode_masks(episode: Episode, num_actions: int) -> np.ndarray:
-    """Each decision's ``action_mask`` (all actions when its info has none)."""
-    everything = np.ones(num_actions)
-    infos = [*episode.infos, *[{}] * (len(episode) - len(episode.infos))]
-    return _as_masks(np.array([info.get("action_mask", everything) for info in infos]))
-
-
-def _check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
-    """Raise on (task, depth[, action]) outside the table: negative ones would silently wrap."""
-    try:
-        np.ravel_multi_index(indices, shape)
-    except ValueError:
-        got = ", ".join(
-            f"{name}s {np.unique(index).tolist()}"
-            for name, index in zip(
-                ("task", "depth", "action")[: len(indices)], indices, strict=True
-            )
-        )
-        raise ValueError(
-            f"(task, depth, action) must index a table of shape {shape}; got {got}"
-        ) from None
-
-
-def _epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:
-    """``000`` eq. 3.3 per row, averaged over the random choice among tied greedy actions."""
-    allowed = masks.sum(axis=1, keepdims=True)
-    values = np.where(masks, values, -np.inf)
-    best = values == values.max(axis=1, keepdims=True)
-    greedy_share = best / best.sum(axis=1, keepdims=True)  # P(a is the greedy pick)
-    # A lone allowed action is taken for sure: there is nothing to explore.
-    epsilon = np.where(allowed > 1, epsilon, 0.0)
-    explore = epsilon / np.maximum(allowed - 1, 1)
-    return masks * (greedy_share * (1.0 - epsilon) + (1.0 - greedy_share) * explore)
-
-
-def _sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
-    """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
-    # rng.random() < 1, so u < cdf[:, -1] and some entry of the CDF exceeds u; the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)

@@ -11,6 +11,7 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
+from agents.tabular import as_masks, check_indices, decision_masks, decisions, sample, visit_index
 
 
 @register
@@ -66,7 +67,7 @@ class Reinforce(Agent):
         :param mask: allowed actions (default: all).
         :return: probabilities, shape ``(num_actions,)``.
         """
-        masks = _as_masks(np.ones(self.num_actions) if mask is None else mask)
+        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
         return self._probabilities(np.array([task]), np.array([depth]), masks)[0]
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
@@ -88,16 +89,16 @@ class Reinforce(Agent):
         :return: actions, shape ``(B,)``.
         """
         probabilities = self._probabilities(
-            np.asarray(obs["task"]), np.asarray(obs["depth"]), _as_masks(masks)
+            np.asarray(obs["task"]), np.asarray(obs["depth"]), as_masks(masks)
         )
         if self.greedy:
             return np.argmax(probabilities, axis=1)
-        return _sample(self.rng, probabilities)
+        return sample(self.rng, probabilities)
 
     def _probabilities(
         self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray
     ) -> np.ndarray:
-        _check_indices((tasks, depths), self.theta.shape[:2])
+        check_indices((tasks, depths), self.theta.shape[:2])
         theta = np.where(masks, self.theta[tasks, depths], -np.inf)
         weights = np.exp(theta - theta.max(axis=1, keepdims=True))  # shifted against overflow
         return weights / weights.sum(axis=1, keepdims=True)
@@ -121,80 +122,13 @@ class Reinforce(Agent):
         """
         if not episodes:
             return
-        tasks, depths, actions, returns, masks = _decisions(episodes, self.gamma, self.num_actions)
-        _check_indices((tasks, depths, actions), self.theta.shape)
-        visit = _visit_index(tasks * self.max_depth + depths)
+        tasks, depths, actions, returns = decisions(episodes, self.gamma)
+        masks = decision_masks(episodes, self.num_actions)
+        check_indices((tasks, depths, actions), self.theta.shape)
+        visit = visit_index(tasks * self.max_depth + depths)
         for k in range(visit.max() + 1):
             now = visit == k
             t, d, a, ret = tasks[now], depths[now], actions[now], returns[now]
             grad_log_pi = -self._probabilities(t, d, masks[now])  # - pi(. | s) ...
             grad_log_pi[np.arange(len(a)), a] += 1.0  # ... + onehot(a)
             self.theta[t, d] += self.lr * ret[:, None] * grad_log_pi  # theta += lr R grad log pi
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _as_masks(masks: np.ndarray) -> np.ndarray:
-    """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
-    return masks
-
-
-def _check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
-    """Raise on (task, depth[, action]) outside the table: negative ones would silently wrap."""
-    try:
-        np.ravel_multi_index(indices, shape)
-    except ValueError:
-        got = ", ".join(
-            f"{name}s {np.unique(index).tolist()}"
-            for name, index in zip(
-                ("task", "depth", "action")[: len(indices)], indices, strict=True
-            )
-        )
-        raise ValueError(
-            f"(task, depth, action) must index a table of shape {shape}; got {got}"
-        ) from None
-
-
-def _sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
-    """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
-    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)
-
-
-def _decisions(
-    episodes: Sequence[Episode], gamma: float, num_actions: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Task, depth, action, return ``R_i`` and mask of every decision of ``episodes``, in order."""
-    tasks, depths, actions, returns, masks = [], [], [], [], []
-    everything = np.ones(num_actions)
-    for episode in episodes:
-        tasks += [obs["task"] for obs in episode.observations]
-        depths += [obs["depth"] for obs in episode.observations]
-        actions += episode.actions
-        returns.append(episode.returns(gamma))
-        infos = [*episode.infos, *[{}] * (len(episode) - len(episode.infos))]
-        masks += [info.get("action_mask", everything) for info in infos]
-    return (
-        np.array(tasks, dtype=np.int64),
-        np.array(depths, dtype=np.int64),
-        np.array(actions, dtype=np.int64),
-        np.concatenate(returns),
-        _as_masks(np.array(masks)),
-    )
-
-
-def _visit_index(states: np.ndarray) -> np.ndarray:
-    """For each decision, how many earlier decisions were made in the same state."""
-    visits: dict[int, int] = {}
-    index = []
-    for state in states.tolist():
-        index.append(visits.get(state, 0))
-        visits[state] = index[-1] + 1
-    return np.array(index)

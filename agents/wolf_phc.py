@@ -12,6 +12,7 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
+from agents.tabular import as_masks, check_indices, decision_masks, restrict, sample
 
 
 @register
@@ -111,7 +112,7 @@ class WoLFPHC(Agent):
         :param mask: allowed actions (default: all).
         :return: probabilities, shape ``(num_actions,)``.
         """
-        masks = _as_masks(np.ones(self.num_actions) if mask is None else mask)
+        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
         return self._probabilities(np.array([task]), np.array([depth]), masks)[0]
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
@@ -132,18 +133,18 @@ class WoLFPHC(Agent):
         :param masks: allowed actions, shape ``(B, num_actions)``.
         :return: actions, shape ``(B,)``.
         """
-        masks = _as_masks(masks)
+        masks = as_masks(masks)
         tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
         if self.greedy:
-            _check_indices((tasks, depths), self.pi.shape[:2])
-            return np.argmax(_restrict(self.pi[tasks, depths], masks), axis=1)
-        return _sample(self.rng, self._probabilities(tasks, depths, masks))
+            check_indices((tasks, depths), self.pi.shape[:2])
+            return np.argmax(restrict(self.pi[tasks, depths], masks), axis=1)
+        return sample(self.rng, self._probabilities(tasks, depths, masks))
 
     def _probabilities(
         self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray
     ) -> np.ndarray:
-        _check_indices((tasks, depths), self.pi.shape[:2])
-        pi = _restrict(self.pi[tasks, depths], masks)
+        check_indices((tasks, depths), self.pi.shape[:2])
+        pi = restrict(self.pi[tasks, depths], masks)
         uniform = masks / masks.sum(axis=1, keepdims=True)
         return (1.0 - self.epsilon) * pi + self.epsilon * uniform
 
@@ -157,8 +158,8 @@ class WoLFPHC(Agent):
         tasks = np.array([obs["task"] for obs in episode.observations], dtype=np.int64)
         depths = np.array([obs["depth"] for obs in episode.observations], dtype=np.int64)
         actions = np.array(episode.actions, dtype=np.int64)
-        _check_indices((tasks, depths, actions), self.q.shape)
-        masks = _episode_masks(episode, self.num_actions)
+        check_indices((tasks, depths, actions), self.q.shape)
+        masks = decision_masks([episode], self.num_actions)
         last = len(episode) - 1
         for i, (t, d, a, r) in enumerate(zip(tasks, depths, actions, episode.rewards, strict=True)):
             # 1. Q-learning; a route's last decision is terminal
@@ -174,8 +175,8 @@ class WoLFPHC(Agent):
                 continue  # a lone allowed action has nowhere to climb
             q = self.q[t, d, allowed]
             share = self.pi[t, d, allowed].sum()
-            pi = _restrict(self.pi[t, d][None], allowed[None])[0, allowed]
-            pibar = _restrict(self.pibar[t, d][None], allowed[None])[0, allowed]
+            pi = restrict(self.pi[t, d][None], allowed[None])[0, allowed]
+            pibar = restrict(self.pibar[t, d][None], allowed[None])[0, allowed]
             # 3. win or learn fast: winning if pi earns more than pibar against Q
             delta = self.delta_win if pi @ q > pibar @ q else self.delta_lose
             # 4. every other action gives up to delta / (n - 1) to the greedy action
@@ -194,54 +195,3 @@ class WoLFPHC(Agent):
         """
         for episode in episodes:
             self.learn(episode)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _as_masks(masks: np.ndarray) -> np.ndarray:
-    """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
-    return masks
-
-
-def _episode_masks(episode: Episode, num_actions: int) -> np.ndarray:
-    """Each decision's ``action_mask`` (all actions when its info has none)."""
-    everything = np.ones(num_actions)
-    infos = [*episode.infos, *[{}] * (len(episode) - len(episode.infos))]
-    return _as_masks(np.array([info.get("action_mask", everything) for info in infos]))
-
-
-def _check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
-    """Raise on (task, depth[, action]) outside the table: negative ones would silently wrap."""
-    try:
-        np.ravel_multi_index(indices, shape)
-    except ValueError:
-        got = ", ".join(
-            f"{name}s {np.unique(index).tolist()}"
-            for name, index in zip(
-                ("task", "depth", "action")[: len(indices)], indices, strict=True
-            )
-        )
-        raise ValueError(
-            f"(task, depth, action) must index a table of shape {shape}; got {got}"
-        ) from None
-
-
-def _restrict(pi: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Rows of ``pi`` restricted to the allowed actions and renormalised (uniform if all 0)."""
-    pi = pi * masks
-    total = pi.sum(axis=1, keepdims=True)
-    empty = total <= 0
-    return np.where(empty, masks, pi) / np.where(empty, masks.sum(axis=1, keepdims=True), total)
-
-
-def _sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
-    """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
-    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)

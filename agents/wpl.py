@@ -11,6 +11,15 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
+from agents.tabular import (
+    as_masks,
+    check_indices,
+    decision_masks,
+    decisions,
+    restrict,
+    sample,
+    visit_index,
+)
 
 WEIGHTINGS = ("original", "printed")
 
@@ -124,7 +133,7 @@ class WPL(Agent):
         :param mask: allowed actions (default: all).
         :return: probabilities, shape ``(num_actions,)``.
         """
-        masks = _as_masks(np.ones(self.num_actions) if mask is None else mask)
+        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
         return self._probabilities(np.array([task]), np.array([depth]), masks)[0]
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
@@ -146,17 +155,17 @@ class WPL(Agent):
         :return: actions, shape ``(B,)``.
         """
         probabilities = self._probabilities(
-            np.asarray(obs["task"]), np.asarray(obs["depth"]), _as_masks(masks)
+            np.asarray(obs["task"]), np.asarray(obs["depth"]), as_masks(masks)
         )
         if self.greedy:
             return np.argmax(probabilities, axis=1)
-        return _sample(self.rng, probabilities)
+        return sample(self.rng, probabilities)
 
     def _probabilities(
         self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray
     ) -> np.ndarray:
-        _check_indices((tasks, depths), self.pi.shape[:2])
-        return _restrict(self.pi[tasks, depths], masks)
+        check_indices((tasks, depths), self.pi.shape[:2])
+        return restrict(self.pi[tasks, depths], masks)
 
     # ------------------------------------------------------------------ learning
 
@@ -177,9 +186,10 @@ class WPL(Agent):
         """
         if not episodes:
             return
-        tasks, depths, actions, returns, masks = _decisions(episodes, self.gamma, self.num_actions)
-        _check_indices((tasks, depths, actions), self.pi.shape)
-        visit = _visit_index(tasks * self.max_depth + depths)
+        tasks, depths, actions, returns = decisions(episodes, self.gamma)
+        masks = decision_masks(episodes, self.num_actions)
+        check_indices((tasks, depths, actions), self.pi.shape)
+        visit = visit_index(tasks * self.max_depth + depths)
         for k in range(visit.max() + 1):
             now = visit == k
             self._update(tasks[now], depths[now], actions[now], returns[now], masks[now])
@@ -198,7 +208,7 @@ class WPL(Agent):
         self.rbar[tasks, depths] = rbar
         delta = returns - rbar  # line 7, with the updated Rbar
         table = self.pi[tasks, depths]
-        pi = _restrict(table, masks)  # the policy that acted
+        pi = restrict(table, masks)  # the policy that acted
         pi_a = pi[rows, actions]
         if self.weighting == "original":
             delta *= np.where(delta > 0, 1.0 - pi_a, pi_a)  # 001 7.4 and JAIR 2008
@@ -213,79 +223,3 @@ class WPL(Agent):
         pi /= pi.sum(axis=1, keepdims=True)  # ... and divide by the sum
         allowed_share = (table * masks).sum(axis=1, keepdims=True)
         self.pi[tasks, depths] = np.where(masks, pi * allowed_share, table)
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _as_masks(masks: np.ndarray) -> np.ndarray:
-    """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
-    return masks
-
-
-def _check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
-    """Raise on (task, depth[, action]) outside the table: negative ones would silently wrap."""
-    try:
-        np.ravel_multi_index(indices, shape)
-    except ValueError:
-        got = ", ".join(
-            f"{name}s {np.unique(index).tolist()}"
-            for name, index in zip(
-                ("task", "depth", "action")[: len(indices)], indices, strict=True
-            )
-        )
-        raise ValueError(
-            f"(task, depth, action) must index a table of shape {shape}; got {got}"
-        ) from None
-
-
-def _restrict(pi: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """Rows of ``pi`` restricted to the allowed actions and renormalised (uniform if all 0)."""
-    pi = pi * masks
-    total = pi.sum(axis=1, keepdims=True)
-    empty = total <= 0
-    return np.where(empty, masks, pi) / np.where(empty, masks.sum(axis=1, keepdims=True), total)
-
-
-def _sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
-    """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
-    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)
-
-
-def _decisions(
-    episodes: Sequence[Episode], gamma: float, num_actions: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Task, depth, action, return ``R_i`` and mask of every decision of ``episodes``, in order."""
-    tasks, depths, actions, returns, masks = [], [], [], [], []
-    no_mask = {"action_mask": np.ones(num_actions)}
-    for episode in episodes:
-        tasks += [obs["task"] for obs in episode.observations]
-        depths += [obs["depth"] for obs in episode.observations]
-        actions += episode.actions
-        returns.append(episode.returns(gamma))
-        infos = [*episode.infos, *[no_mask] * (len(episode) - len(episode.infos))]
-        masks += [info.get("action_mask", no_mask["action_mask"]) for info in infos]
-    return (
-        np.array(tasks, dtype=np.int64),
-        np.array(depths, dtype=np.int64),
-        np.array(actions, dtype=np.int64),
-        np.concatenate(returns),
-        _as_masks(np.array(masks)),
-    )
-
-
-def _visit_index(states: np.ndarray) -> np.ndarray:
-    """For each decision, how many earlier decisions were made in the same state."""
-    visits: dict[int, int] = {}
-    index = []
-    for state in states.tolist():
-        index.append(visits.get(state, 0))
-        visits[state] = index[-1] + 1
-    return np.array(index)

@@ -1,0 +1,100 @@
+"""helpers shared by the tabular agents"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from agents.base import Episode
+
+
+def as_masks(masks: np.ndarray) -> np.ndarray:
+    """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
+    masks = np.atleast_2d(np.asarray(masks) > 0)
+    if not masks.any(axis=1).all():
+        raise ValueError("no action is allowed by the mask of some state")
+    return masks
+
+
+def check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
+    """Raise on (task, depth[, action]) outside the table: negative ones would silently wrap."""
+    try:
+        np.ravel_multi_index(indices, shape)
+    except ValueError:
+        got = ", ".join(
+            f"{name}s {np.unique(index).tolist()}"
+            for name, index in zip(
+                ("task", "depth", "action")[: len(indices)], indices, strict=True
+            )
+        )
+        raise ValueError(
+            f"(task, depth, action) must index a table of shape {shape}; got {got}"
+        ) from None
+
+
+def restrict(pi: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Rows of ``pi`` restricted to the allowed actions and renormalised (uniform if all 0)."""
+    pi = pi * masks
+    total = pi.sum(axis=1, keepdims=True)
+    empty = total <= 0
+    return np.where(empty, masks, pi) / np.where(empty, masks.sum(axis=1, keepdims=True), total)
+
+
+def sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
+    """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
+    cdf = np.cumsum(probabilities, axis=1)
+    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
+    # never belongs to a zero-probability action.
+    u = rng.random(len(probabilities)) * cdf[:, -1]
+    return (cdf <= u[:, None]).sum(axis=1)
+
+
+def epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:
+    """``000`` eq. 3.3 per row, averaged over the random choice among tied greedy actions."""
+    allowed = masks.sum(axis=1, keepdims=True)
+    values = np.where(masks, values, -np.inf)
+    best = values == values.max(axis=1, keepdims=True)
+    greedy_share = best / best.sum(axis=1, keepdims=True)  # P(the tie-break picks a)
+    epsilon = np.where(allowed > 1, epsilon, 0.0)  # a lone allowed action is not explored
+    explore = epsilon / np.maximum(allowed - 1, 1)
+    return masks * (greedy_share * (1.0 - epsilon) + (1.0 - greedy_share) * explore)
+
+
+def decisions(
+    episodes: Sequence[Episode], gamma: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Task, depth, action and return ``R_i`` of every decision of ``episodes``, in order."""
+    tasks, depths, actions, returns = [], [], [], []
+    for episode in episodes:
+        tasks += [obs["task"] for obs in episode.observations]
+        depths += [obs["depth"] for obs in episode.observations]
+        actions += episode.actions
+        returns.append(episode.returns(gamma))
+    return (
+        np.array(tasks, dtype=np.int64),
+        np.array(depths, dtype=np.int64),
+        np.array(actions, dtype=np.int64),
+        np.concatenate(returns),
+    )
+
+
+def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:
+    """The ``action_mask`` of every decision of ``episodes``, in order (all actions when a
+    decision's info has none)."""
+    everything = np.ones(num_actions)
+    masks = []
+    for episode in episodes:
+        infos = [*episode.infos, *[{}] * (len(episode) - len(episode.infos))]
+        masks += [info.get("action_mask", everything) for info in infos]
+    return as_masks(np.array(masks))
+
+
+def visit_index(states: np.ndarray) -> np.ndarray:
+    """For each decision, how many earlier decisions were made in the same state."""
+    visits: dict[int, int] = {}
+    index = []
+    for state in states.tolist():
+        index.append(visits.get(state, 0))
+        visits[state] = index[-1] + 1
+    return np.array(index)
