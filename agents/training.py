@@ -2,6 +2,9 @@
 
 :func:`train` routes one sample per episode, hands each finished route to the agent as an
 :class:`~agents.base.Episode` and, every ``eval_every`` episodes, records metrics (an "epoch").
+Given a Gymnasium vector env (:class:`~routing_env.vector.RoutingVectorEnv`) it routes
+``num_envs`` samples at once: one ``act_batch`` per step, and ``learn_batch`` on the routes
+that finished in that step, oldest sub-environment first.
 :func:`evaluate` routes every sample of a test environment once with the agent in greedy mode
 and reports accuracy, per-task accuracy, selection entropy, modules in use and the routing map
 (task x depth -> most chosen action).
@@ -12,10 +15,11 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
+from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode
@@ -132,10 +136,18 @@ def train(
 
     Args:
         agent: any :class:`~agents.base.Agent`.
-        env: a routing environment (Gymnasium API; ``env.unwrapped`` a ``RoutingEnv``).
+        env: a routing environment (Gymnasium API; ``env.unwrapped`` a ``RoutingEnv``), or a
+            vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``, a
+            :class:`~routing_env.vector.RoutingVectorEnv`): then each step calls
+            ``agent.act_batch`` on all sub-environments, and the routes finished in a step
+            go to ``agent.learn_batch`` together (in sub-environment order, split at epoch
+            ends). Routes still running when ``episodes`` routes have finished are dropped;
+            the modules have trained on every route finished by then (the env trains them),
+            including any finished in the last step beyond ``episodes``.
         episodes: number of routes to train on.
         eval_env: optional test environment (usually ``split="test"`` sharing the network);
-            evaluated greedily at the end of every epoch.
+            evaluated greedily at the end of every epoch. A single-sample env, also when
+            ``env`` is a vector env.
         seed: passed to the first ``env.reset`` (seeds the data order and, for a fresh
             network, the module initialisation).
         eval_every: episodes per epoch (default: ``episodes // 10``, at least 1).
@@ -163,29 +175,51 @@ def train(
         "modules_used": [],
         "routing_map": [],
     }
+    vector = isinstance(env, VectorEnv)
+    if vector:
+        _check_vector_training(agent, eval_env)
     start = time.perf_counter()
     returns: list[float] = []
     hits: list[bool] = []
     bar = tqdm(total=episodes, disable=not progress, unit="route", dynamic_ncols=True)
-    for number in range(1, episodes + 1):
-        episode = run_episode(agent, env, seed=seed if number == 1 else None)
-        agent.learn(episode)
-        returns.append(sum(episode.rewards))
-        hits.append(bool(episode.final_info["correct"]))
-        bar.update(1)
-        if number % epoch_length == 0 or number == episodes:
-            history["episode"].append(number)
-            history["mean_reward"].append(float(np.mean(returns)))
-            history["train_accuracy"].append(float(np.mean(hits)))
-            returns, hits = [], []
-            if eval_env is not None:
-                result = evaluate(agent, eval_env, eval_episodes)
-                history["test_accuracy"].append(result["accuracy"])
-                for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
-                    history[key].append(result[key])
-                bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
-            else:
-                bar.set_postfix(train_acc=f"{history['train_accuracy'][-1]:.3f}")
+
+    def end_epoch(number: int) -> None:
+        history["episode"].append(number)
+        history["mean_reward"].append(float(np.mean(returns)))
+        history["train_accuracy"].append(float(np.mean(hits)))
+        returns.clear()
+        hits.clear()
+        if eval_env is not None:
+            result = evaluate(agent, eval_env, eval_episodes)
+            history["test_accuracy"].append(result["accuracy"])
+            for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
+                history[key].append(result[key])
+            bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
+        else:
+            bar.set_postfix(train_acc=f"{history['train_accuracy'][-1]:.3f}")
+
+    if vector:
+        number = 0
+        for finished in _vector_routes(agent, env, episodes, seed):
+            while finished:
+                room = min(epoch_length - number % epoch_length, episodes - number)
+                part, finished = finished[:room], finished[room:]
+                agent.learn_batch(part)
+                returns.extend(sum(episode.rewards) for episode in part)
+                hits.extend(bool(episode.final_info["correct"]) for episode in part)
+                number += len(part)
+                bar.update(len(part))
+                if number % epoch_length == 0 or number == episodes:
+                    end_epoch(number)
+    else:
+        for number in range(1, episodes + 1):
+            episode = run_episode(agent, env, seed=seed if number == 1 else None)
+            agent.learn(episode)
+            returns.append(sum(episode.rewards))
+            hits.append(bool(episode.final_info["correct"]))
+            bar.update(1)
+            if number % epoch_length == 0 or number == episodes:
+                end_epoch(number)
     bar.close()
     history["episodes"] = episodes
     history["seconds"] = time.perf_counter() - start
@@ -202,6 +236,124 @@ def train(
     if out_dir is not None:
         write_results(history, out_dir)
     return history
+
+
+def _check_vector_training(agent: Agent, eval_env: Any) -> None:
+    from agents.architectures import Dispatched
+
+    if isinstance(agent, Dispatched):
+        raise TypeError(
+            "a Dispatched router keeps the current route's dispatch between act() calls, so it "
+            "cannot route several samples at once yet: train it on a single-sample env"
+        )
+    if isinstance(eval_env, VectorEnv):
+        raise TypeError(
+            "eval_env must be a single-sample env (e.g. RoutingEnv(split='test', "
+            "network=env.unwrapped.network)); evaluation routes the test split one by one"
+        )
+
+
+def _vector_routes(
+    agent: Agent, env: VectorEnv, episodes: int, seed: int | None
+) -> Iterator[list[Episode]]:
+    """Step ``env`` with ``agent.act_batch``; yield each step's finished routes as episodes.
+
+    Decisions are logged as the step's stacked arrays; a finished route's episode is cut from
+    the steps since its sub-environment's route began (same-step autoreset: a route begins on
+    the observation returned with its predecessor's end). Stops once ``episodes`` routes
+    finished; the last batch is cut to that count.
+    """
+    obs, infos = env.reset(seed=seed)
+    count = env.num_envs
+    began = np.zeros(count, dtype=np.int64)  # step at which each sub-env's route began
+    steps: dict[int, tuple[np.ndarray, ...]] = {}
+    finished = 0
+    number = 0
+    while finished < episodes:
+        masks = np.asarray(infos["action_mask"])
+        actions = np.asarray(agent.act_batch(obs, masks))
+        next_obs, rewards, terminated, truncated, next_infos = env.step(actions)
+        steps[number] = (
+            np.asarray(obs["activation"]),
+            np.asarray(obs["task"]),
+            np.asarray(obs["depth"]),
+            masks,
+            actions,
+            np.asarray(rewards, dtype=np.float64),
+        )
+        done = np.logical_or(terminated, truncated)
+        if done.any():
+            rows = np.flatnonzero(done)[: episodes - finished]
+            final_infos = _final_infos(next_infos, rows)
+            routes: list[Episode | None] = [None] * len(rows)
+            starts = began[rows]
+            for first in np.unique(starts).tolist():
+                group = np.flatnonzero(starts == first)
+                built = _episodes(steps, first, number, rows[group], final_infos, group)
+                for position, episode in zip(group.tolist(), built, strict=True):
+                    routes[position] = episode
+            finished += len(rows)
+            began[done] = number + 1
+            for old in range(min(steps), int(began.min())):
+                del steps[old]
+            yield routes  # type: ignore[misc]
+        obs, infos = next_obs, next_infos
+        number += 1
+
+
+def _episodes(
+    steps: Mapping[int, tuple[np.ndarray, ...]],
+    first: int,
+    last: int,
+    rows: np.ndarray,
+    final_infos: list[dict[str, Any]],
+    positions: np.ndarray,
+) -> list[Episode]:
+    """Episodes of the sub-environments ``rows``, whose routes ran from step ``first`` to
+    ``last``: one pass per step over the stacked arrays, not one per decision."""
+    observations, infos, actions, rewards = [], [], [], []
+    for number in range(first, last + 1):
+        activation, task, depth, masks, step_actions, step_rewards = steps[number]
+        observations.append(
+            [
+                {"activation": a, "task": t, "depth": d}
+                for a, t, d in zip(
+                    activation[rows], task[rows].tolist(), depth[rows].tolist(), strict=True
+                )
+            ]
+        )
+        infos.append([{"action_mask": mask} for mask in masks[rows]])
+        actions.append(step_actions[rows])
+        rewards.append(step_rewards[rows])
+    route_actions = np.stack(actions, axis=1).tolist()
+    route_rewards = np.stack(rewards, axis=1).tolist()
+    return [
+        Episode(list(route_obs), route_act, route_rew, list(route_infos), final_infos[position])
+        for route_obs, route_act, route_rew, route_infos, position in zip(
+            zip(*observations, strict=True),
+            route_actions,
+            route_rewards,
+            zip(*infos, strict=True),
+            positions.tolist(),
+            strict=True,
+        )
+    ]
+
+
+def _final_infos(infos: Mapping[str, Any], rows: np.ndarray) -> list[dict[str, Any]]:
+    """The single-env style end-of-route info of each finished sub-environment in ``rows``."""
+    batched = infos.get("final_info")
+    if batched is None:
+        raise KeyError(
+            "a route ended but the vector env's infos have no 'final_info': vector training "
+            "needs same-step autoreset with the finished routes' infos kept (RoutingVectorEnv)"
+        )
+    keys = [key for key in batched if not key.startswith("_")]
+    columns = []
+    for key in keys:
+        values = np.asarray(batched[key])[rows]
+        columns.append(values.tolist() if values.ndim == 1 else list(values))
+    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def write_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str:

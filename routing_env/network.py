@@ -24,6 +24,19 @@ Routing modes (DESIGN section 2):
 
 Routes are passed around as integer arrays of shape ``(batch, max_depth)``, padded with ``-1``
 after the route's last action.
+
+Grouped computation. The weights of each routed layer (and of per-task readout heads) live in
+one stacked tensor, transposed to ``(num_modules, in, out)``; every module's ``weight`` and
+``bias`` parameters are views of it, so optimizer steps and ``load_state_dict`` write through
+and the stack is never copied. A layer whose input and output sizes match has one more slot,
+the identity, which PASS, stop and ended routes (``-1``) go through. A batch is applied in one
+batched matrix product: rows are grouped by module, each group is cut into chunks (one per
+group, as long as the largest group's size, while that at most doubles the rows; otherwise of
+the mean group size), the chunks are padded to that size, multiplied by their module's
+weights in one ``baddbmm``, and gathered back into batch order. The work thus stays within a
+small factor of the unrouted product however the routes are spread, and the number of
+kernels does not grow with the number of modules. Whole routes (:meth:`forward`, module
+training) stay in padded order from one depth to the next: one gather per depth.
 """
 
 from __future__ import annotations
@@ -37,7 +50,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from routing_env.trunks import build_trunk
+from routing_env.trunks import IdentityTrunk, build_trunk
 
 OptimizerFactory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
 
@@ -49,6 +62,7 @@ _OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
 }
 
 ROUTINGS = ("layered", "recurrent")
+_LAYOUT_CACHE = 16  # groupings kept by RoutedNetwork._layout
 
 
 class RoutedNetwork(nn.Module):
@@ -166,9 +180,36 @@ class RoutedNetwork(nn.Module):
                     nn.Linear(self.hidden_dim, self.num_outputs) for _ in range(heads)
                 )
         self.activation_dim = max([trunk_dim, self.hidden_dim, self.num_outputs])
+        self._identity_embedding = isinstance(self.trunk, IdentityTrunk) and self.projection is None
         # Plain lists: indexing an nn.ModuleList costs more than the module call on one sample.
         self._module_lists = [list(layer) for layer in self.layers]
         self._views: list[list[tuple[np.ndarray, np.ndarray, bool]]] | None = None
+        # Banks of same-shaped linears computed together: one per routed layer, plus the
+        # per-task readout heads. `_stacks[i]` holds bank i's stacked weight and bias, which its
+        # linears' parameters are views of (see the module docstring).
+        self._banks: list[list[nn.Linear]] = [
+            [_linear_of(module) for module in layer] for layer in self._module_lists
+        ]
+        self._bank_relu = [isinstance(layer[0], nn.Sequential) for layer in self._module_lists]
+        self._bank_identity = [
+            self.routing == "recurrent" or self.in_dims[depth] == self.out_dims[depth]
+            for depth in range(len(self._module_lists))
+        ]
+        self._readout_bank: int | None = None
+        if self.readout is not None and len(self.readout) > 1:
+            self._readout_bank = len(self._banks)
+            self._banks.append(list(self.readout))
+            self._bank_relu.append(False)
+            self._bank_identity.append(False)
+        self._stacks: list[tuple[torch.Tensor, torch.Tensor, list[int]] | None] = [
+            None for _ in self._banks
+        ]
+        in_banks = {id(p) for linears in self._banks for m in linears for p in m.parameters()}
+        self._outside_banks = [p for p in self.parameters() if id(p) not in in_banks]
+        # Set during `update`: (stacked weight, stacked bias, bank, chunk members or None,
+        # weight leaf, bias leaf) of every batched product; the leaves collect the gradients.
+        self._leaves: list[tuple[Any, ...]] | None = None
+        self._layouts: dict[tuple[int, bytes], _GroupLayout] = {}
         # Switching train/eval walks every submodule; only needed when a layer behaves
         # differently in the two modes.
         self._mode_sensitive = any(
@@ -181,6 +222,8 @@ class RoutedNetwork(nn.Module):
 
         self._action_masks = self._build_action_masks()
         self.reset_parameters(seed)
+        for bank in range(len(self._banks)):
+            self._bind(bank)
 
     # ------------------------------------------------------------------ structure
 
@@ -263,25 +306,28 @@ class RoutedNetwork(nn.Module):
             return h
         return self._layer(depth)[action](h)
 
-    def _drop_unrouted_gradients(self, routes: torch.Tensor) -> None:
+    def _drop_unrouted_gradients(self, routes: torch.Tensor | np.ndarray) -> None:
         """Set to ``None`` the (zero) gradients of modules no route in the batch used.
 
         Optimizers skip parameters without a gradient, so momentum or adaptive state never
-        moves a module that was not on a route (``001`` Algorithm 2 step 3).
+        moves a module that was not on a route (``001`` Algorithm 2 step 3). :meth:`update`
+        never gives such modules a gradient in the first place; this serves callers that run
+        their own backward pass through :meth:`forward`.
         """
-        if self.routing == "recurrent":
-            per_layer = [routes.flatten()]
-        else:
-            per_layer = [routes[:, depth] for depth in range(routes.shape[1])]
-        for layer, used in zip(self._module_lists, per_layer, strict=True):
-            for index in _unused(len(layer), used):
-                for parameter in layer[index].parameters():
-                    parameter.grad = None
+        routes = _host_indices(routes)
+        for bank, linears in enumerate(self._banks[: len(self._module_lists)]):
+            used = set(self._bank_used(bank, routes, None).tolist())
+            for index, linear in enumerate(linears):
+                if index not in used:
+                    for parameter in linear.parameters():
+                        parameter.grad = None
 
     # ------------------------------------------------------------------ one sample, NumPy
 
     def embed_sample(self, x: torch.Tensor) -> np.ndarray:
         """The first activation of one raw input (``x`` without batch axis) as a NumPy vector."""
+        if self._identity_embedding and x.device.type == "cpu":
+            return x.detach().numpy().reshape(-1)  # what the identity trunk's flatten gives
         with torch.no_grad():
             return self.embed(x.unsqueeze(0))[0].cpu().numpy()
 
@@ -327,9 +373,20 @@ class RoutedNetwork(nn.Module):
         return float(np.mean((outputs.astype(np.float64) - target) ** 2))
 
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> RoutedNetwork:
-        # Moving or casting parameters replaces their storage: drop the NumPy views.
+        # Moving or casting parameters replaces their storage: drop the NumPy views and
+        # re-stack the banks on first use.
         self._views = None
-        return super()._apply(fn, recurse)
+        result = super()._apply(fn, recurse)
+        if hasattr(self, "_stacks"):
+            self._stacks = [None for _ in self._stacks]
+        return result
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy (deepcopy, pickle) gets parameters with storage of their own: re-stack.
+        super().__setstate__(state)
+        self._views = None
+        if "_stacks" in state:
+            self._stacks = [None for _ in self._stacks]
 
     def _numpy_views(self) -> list[list[tuple[np.ndarray, np.ndarray, bool]]] | None:
         if self.device.type != "cpu":
@@ -340,47 +397,226 @@ class RoutedNetwork(nn.Module):
             ]
         return self._views
 
-    def apply(self, h: torch.Tensor, depth: int, actions: torch.Tensor) -> torch.Tensor:
+    # ------------------------------------------------------------------ stacked banks
+
+    def _bind(self, bank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stack bank ``bank``'s current parameters and make them views of the stack.
+
+        The stack holds the weights transposed, ``(n, in, out)`` and contiguous, the layout
+        a batched product reads fastest; each ``weight`` parameter is a transposed view. A
+        square bank (a routed layer whose input and output sizes match) has one more slot
+        after its modules, the identity (weight ``I``, bias ``0``), which PASS, stop and the
+        rows of ended routes go through: ``x @ I + 0`` is ``x`` exactly, and the ReLU is
+        not applied to that slot.
+        """
+        linears = self._banks[bank]
+        with torch.no_grad():
+            weights = [linear.weight.detach().t() for linear in linears]
+            biases = [linear.bias.detach() for linear in linears]
+            if self._bank_identity[bank]:
+                weights.append(torch.eye(weights[0].shape[0]).to(weights[0]))
+                biases.append(torch.zeros_like(biases[0]))
+            weight, bias = torch.stack(weights), torch.stack(biases)
+            for index, linear in enumerate(linears):
+                linear.weight.data = weight[index].t()
+                linear.bias.data = bias[index]
+        self._stacks[bank] = (weight, bias, _data_pointers(linears))
+        self._views = None
+        return weight, bias
+
+    def _stacked(self, bank: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Bank ``bank``'s stacked weight ``(n, in, out)`` and bias ``(n, out)``.
+
+        The parameters are the truth: if any was given new storage (a parameter replaced,
+        ``load_state_dict(assign=True)``, a copy), the bank is stacked again from them.
+        """
+        stack = self._stacks[bank]
+        if stack is None or _data_pointers(self._banks[bank]) != stack[2]:
+            return self._bind(bank)
+        return stack[0], stack[1]
+
+    def _bank_used(
+        self, bank: int, routes: np.ndarray | None, task: np.ndarray | None
+    ) -> np.ndarray:
+        """Members of ``bank`` that some row of the batch goes through."""
+        if bank == self._readout_bank:
+            values = task
+        elif self.routing == "recurrent":
+            values = routes.ravel()
+        else:
+            values = routes[:, bank]
+        count = len(self._banks[bank])
+        values = values[(values >= 0) & (values < count)]
+        return np.flatnonzero(np.bincount(values, minlength=count))
+
+    def _groups(self, bank: int, actions: np.ndarray) -> np.ndarray | None:
+        """Each row's member of ``bank`` (the identity slot for PASS, stop and ``-1``), or
+        ``None`` if a row has no member there (PASS or ``-1`` at a non-square layer)."""
+        count = len(self._banks[bank])
+        low, high = actions.min(), actions.max()
+        if low >= 0 and high < count:
+            return actions
+        if not self._bank_identity[bank] or high > count:
+            return None
+        return actions if low >= 0 else np.where(actions < 0, count, actions)
+
+    def _layout(self, groups: np.ndarray, count: int) -> _GroupLayout:
+        """The grouping of ``groups``, from a small cache: :meth:`update` meets again the
+        layouts that routing the same batch computed (same actions, same order)."""
+        key = (count, groups.tobytes())
+        cache = self._layouts
+        layout = cache.get(key)
+        if layout is None:
+            layout = _GroupLayout(groups, count)
+            if len(cache) >= _LAYOUT_CACHE:
+                del cache[next(iter(cache))]
+            cache[key] = layout
+        return layout
+
+    def _bank_weights(
+        self, bank: int, layout: _GroupLayout, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each chunk's weight ``(chunks, in, out)`` and bias ``(chunks, out)`` in ``bank``.
+
+        Three sources: inside :meth:`update`, leaves (the stack itself or the chunks' rows of
+        it, detached) whose gradients :meth:`update` applies; with autograd on, the used
+        members' parameters stacked, so gradients reach exactly those parameters; otherwise
+        the stack itself, no copy.
+        """
+        if self._leaves is None and torch.is_grad_enabled():
+            linears = self._banks[bank]
+            weights, biases = [], []
+            for index in layout.used.tolist():
+                if index < len(linears):
+                    weights.append(linears[index].weight.t())
+                    biases.append(linears[index].bias)
+                else:  # the identity slot: a constant
+                    stack_weight, stack_bias = self._stacked(bank)
+                    weights.append(stack_weight[index])
+                    biases.append(stack_bias[index])
+            weight, bias = torch.stack(weights), torch.stack(biases)
+            if not layout.one_chunk_per_group:
+                index = layout.tensor("chunk_local", device)
+                weight, bias = weight.index_select(0, index), bias.index_select(0, index)
+            return weight, bias
+        stack_weight, stack_bias = weight, bias = self._stacked(bank)
+        index = None
+        if layout.single:
+            member = int(layout.used[0])
+            weight, bias = weight[member : member + 1], bias[member : member + 1]
+            index = layout.tensor("chunk_groups", device)
+        elif layout.one_chunk_per_group and layout.used[-1] == len(layout.used) - 1:
+            # Members 0..k-1, one chunk each: a prefix of the stack, no copy.
+            weight, bias = weight[: len(layout.used)], bias[: len(layout.used)]
+        else:
+            index = layout.tensor("chunk_groups", device)
+            weight, bias = weight.index_select(0, index), bias.index_select(0, index)
+        if self._leaves is not None:
+            weight = weight.detach().requires_grad_(True)
+            bias = bias.detach().requires_grad_(True)
+            self._leaves.append((stack_weight, stack_bias, bank, index, weight, bias))
+        return weight, bias
+
+    def _bank_linear(self, bank: int, h: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+        """Row ``i`` of ``h`` through member ``groups[i]`` of ``bank`` (and its ReLU), in one
+        batched product."""
+        layout = self._layout(groups, self._bank_size(bank))
+        weight, bias = self._bank_weights(bank, layout, h.device)
+        if layout.single:
+            out = torch.addmm(bias[0], h, weight[0])
+        else:
+            padded = h.index_select(0, layout.tensor("sources", h.device))
+            out = _chunked_linear(padded, weight, bias, layout.chunk_size)
+        out = self._relu(bank, out, layout)
+        if layout.single:
+            return out
+        return out.index_select(0, layout.tensor("slots", h.device))
+
+    def _bank_size(self, bank: int) -> int:
+        return len(self._banks[bank]) + int(self._bank_identity[bank])
+
+    def _relu(self, bank: int, out: torch.Tensor, layout: _GroupLayout) -> torch.Tensor:
+        """The modules' ReLU on padded output rows, leaving the identity slot's rows as they
+        are (they come last)."""
+        if not self._bank_relu[bank]:
+            return out
+        start = layout.first_slot_of(len(self._banks[bank]))
+        if start is None:
+            return torch.relu(out)
+        if start:
+            out[:start].relu_()  # in place on a fresh product (autograd records it)
+        return out
+
+    def _chain(self, h: torch.Tensor, groups: list[np.ndarray]) -> torch.Tensor:
+        """Whole routes, ``groups[d]`` the member of each row at depth ``d``, kept in padded
+        order between depths: one gather per depth moves each row from its slot in one
+        depth's padded batch to its slot in the next (module docstring)."""
+        device = h.device
+        previous: _GroupLayout | None = None
+        for depth, members in enumerate(groups):
+            bank = 0 if self.routing == "recurrent" else depth
+            layout = self._layout(members, self._bank_size(bank))
+            if previous is None:
+                sources = layout.tensor("sources", device)
+            else:
+                sources = torch.from_numpy(previous.slots[layout.sources]).to(device)
+            weight, bias = self._bank_weights(bank, layout, device)
+            h = _chunked_linear(h.index_select(0, sources), weight, bias, layout.chunk_size)
+            h = self._relu(bank, h, layout)
+            previous = layout
+        return h.index_select(0, previous.tensor("slots", device))
+
+    def apply(
+        self, h: torch.Tensor, depth: int, actions: torch.Tensor | np.ndarray
+    ) -> torch.Tensor:
         """Apply each sample's chosen action at ``depth`` to a batch.
 
-        ``actions`` holds module indices, the extra action (identity) or ``-1`` (route already
-        ended: identity). The layer's module weights are stacked and each sample's are
-        gathered for one batched matrix product, a few large kernels instead of one small
-        kernel chain per chosen module. Only the chosen modules' parameters receive
-        non-zero gradients; :meth:`update` drops the others' so no optimizer moves them.
+        ``actions`` (a tensor or a NumPy array) holds module indices, the extra action
+        (identity) or ``-1`` (route already ended: identity). The rows are grouped by module
+        and computed in one batched product (module docstring). Only the chosen modules'
+        parameters take part in the computation, so only they receive gradients.
         """
-        layer = self._module_lists[0 if self.routing == "recurrent" else depth]
-        is_module = (actions >= 0) & (actions != self.extra_action)
-        if not bool(is_module.any()):
+        bank = 0 if self.routing == "recurrent" else depth
+        actions = _host_indices(actions)
+        if len(actions) == 0:
             return h
-        linears = [module[0] if isinstance(module, nn.Sequential) else module for module in layer]
-        weights = torch.stack([linear.weight for linear in linears])
-        biases = torch.stack([linear.bias for linear in linears])
-        index = torch.where(is_module, actions, torch.zeros_like(actions))
-        out = torch.bmm(weights[index], h.unsqueeze(2)).squeeze(2) + biases[index]
-        if isinstance(layer[0], nn.Sequential):
-            out = torch.relu(out)
-        if bool(is_module.all()):
-            return out
-        return torch.where(is_module.unsqueeze(1), out, h)
+        groups = self._groups(bank, actions)
+        if groups is not None:
+            return self._bank_linear(bank, h, groups)
+        # PASS or -1 at a layer whose sizes differ: only possible if no row changes size.
+        chosen = np.flatnonzero((actions >= 0) & (actions != self.extra_action))
+        if chosen.size == 0:
+            return h
+        rows = torch.from_numpy(chosen).to(h.device)
+        out = self._bank_linear(bank, h.index_select(0, rows), actions[chosen])
+        if out.shape[1] != h.shape[1]:
+            raise ValueError(
+                f"depth {depth} changes the activation size ({h.shape[1]} -> {out.shape[1]}), "
+                "so every sample must take a module there (no PASS, no -1)"
+            )
+        return h.index_copy(0, rows, out)
 
-    def outputs(self, h: torch.Tensor, task: torch.Tensor) -> torch.Tensor:
+    def outputs(self, h: torch.Tensor, task: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Outputs (logits or regression values) of finished routes' activations."""
         if self.readout is None:
             return h
-        if len(self.readout) == 1:
+        if self._readout_bank is None:
             return self.readout[0](h)
-        out = h.new_empty((h.shape[0], self.num_outputs))
-        for t in torch.unique(task).tolist():
-            rows = (task == t).nonzero().squeeze(1)
-            out[rows] = self.readout[t](h[rows])
-        return out
+        return self._bank_linear(self._readout_bank, h, _host_indices(task))
 
     def forward(self, x: torch.Tensor, task: torch.Tensor, routes: torch.Tensor) -> torch.Tensor:
         """Outputs of whole routes: ``routes`` is ``(batch, max_depth)``, padded with ``-1``."""
+        routes = _host_indices(routes)
         h = self.embed(x)
-        for depth in range(routes.shape[1]):
-            h = self.apply(h, depth, routes[:, depth])
+        groups = [
+            self._groups(0 if self.routing == "recurrent" else depth, routes[:, depth])
+            for depth in range(routes.shape[1])
+        ]
+        if len(routes) and all(members is not None for members in groups):
+            h = self._chain(h, groups)
+        else:
+            for depth in range(routes.shape[1]):
+                h = self.apply(h, depth, routes[:, depth])
         return self.outputs(h, task)
 
     def per_sample_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -412,15 +648,21 @@ class RoutedNetwork(nn.Module):
         updates = 0
         if self._pending_count < self.module_batch_size:
             return updates
-        columns = zip(*self._pending, strict=True)
-        xs, tasks, ys, all_routes = (torch.cat(parts) for parts in columns)
+        if len(self._pending) == 1:
+            xs, tasks, ys, all_routes = self._pending[0]
+        else:
+            columns = zip(*self._pending, strict=True)
+            xs, tasks, ys, all_routes = (torch.cat(parts) for parts in columns)
         start = 0
         while self._pending_count - start >= self.module_batch_size:
             stop = start + self.module_batch_size
             self.update(xs[start:stop], tasks[start:stop], ys[start:stop], all_routes[start:stop])
             start = stop
             updates += 1
-        self._pending = [(xs[start:], tasks[start:], ys[start:], all_routes[start:])]
+        if start == self._pending_count:
+            self._pending = []
+        else:
+            self._pending = [(xs[start:], tasks[start:], ys[start:], all_routes[start:])]
         self._pending_count -= start
         return updates
 
@@ -429,37 +671,245 @@ class RoutedNetwork(nn.Module):
     ) -> float:
         """One optimizer step on the mean loss of the given routes; returns that loss.
 
+        Gradients reach only the modules on the routes (plus trunk and readout): the others
+        keep ``grad = None``, so no optimizer state moves them (``001`` Algorithm 2 step 3).
+        With the default plain SGD (no momentum, no weight decay) the modules' step
+        ``p -= lr * grad`` is taken on each layer's stacked weights at once, which is the same
+        arithmetic (an unrouted module's gradient is exactly zero there); the modules'
+        parameters then never hold a ``grad``, and the optimizer object is called only for
+        parameters outside the routed layers (trunk, projection, shared readout), if any.
+
         Raises ``FloatingPointError`` when the loss is not finite, before touching the
         parameters, so a diverged run stops with its last good parameters.
         """
+        routes_host = _host_indices(routes)
         if self._mode_sensitive:
             self.train()
+        self.__dict__["_leaves"] = []  # plain attribute: nn.Module.__setattr__ is slow
         try:
-            outputs = self(x, task, routes)
+            # Callers may route under no_grad (the vector env does); the update needs autograd.
+            with torch.enable_grad():
+                outputs = self(x, task, routes_host)
+                loss = self.per_sample_loss(outputs, y).mean()
         finally:
+            leaves = self._leaves
+            self.__dict__["_leaves"] = None
             if self._mode_sensitive:
                 self.eval()
-        loss = self.per_sample_loss(outputs, y).mean()
-        if not torch.isfinite(loss):
+        value = loss.item()
+        if not math.isfinite(value):
             raise FloatingPointError(
-                f"module loss is {loss.item()} at update {self.num_updates + 1}; "
+                f"module loss is {value} at update {self.num_updates + 1}; "
                 f"lower module_lr (now {self.module_lr}) or check the data for extreme values"
             )
-        self.optimizer.zero_grad(set_to_none=True)
+        lr = self._plain_sgd_lr()
+        # With plain SGD and nothing trainable outside the routed layers, the stacked steps
+        # below are the whole update: the optimizer would only walk parameters without
+        # gradients.
+        optimizer_needed = lr is None or self._trained_outside_banks()
+        if optimizer_needed:
+            self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self._drop_unrouted_gradients(routes)
-        self.optimizer.step()
+        if lr is not None:
+            with torch.no_grad():
+                for stack_weight, stack_bias, bank, index, weight, bias in leaves:
+                    if index is None:  # a prefix of the stack; the identity slot stays
+                        size = min(len(self._banks[bank]), weight.shape[0])
+                        stack_weight[:size].add_(weight.grad[:size], alpha=-lr)
+                        stack_bias[:size].add_(bias.grad[:size], alpha=-lr)
+                    else:
+                        stack_weight.index_add_(0, index, weight.grad, alpha=-lr)
+                        stack_bias.index_add_(0, index, bias.grad, alpha=-lr)
+                        if self._bank_identity[bank]:
+                            self._reset_identity(bank, stack_weight, stack_bias)
+        else:
+            self._set_module_gradients(leaves, routes_host, task)
+        if optimizer_needed:
+            self.optimizer.step()
         self.num_updates += 1
-        return float(loss.detach())
+        return value
+
+    def _trained_outside_banks(self) -> bool:
+        """Whether a parameter outside the stacked banks (trunk, projection, shared readout)
+        is trained."""
+        return any(p.requires_grad for p in self._outside_banks)
+
+    def _reset_identity(self, bank: int, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Put the identity slot back (a gathered step may have added to it)."""
+        size = len(self._banks[bank])
+        weight[size].copy_(torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device))
+        bias[size].zero_()
+
+    def _set_module_gradients(
+        self,
+        leaves: list[tuple[Any, ...]],
+        routes: np.ndarray,
+        task: torch.Tensor,
+    ) -> None:
+        """Sum the leaves' gradients per bank and hand them to the routed members only."""
+        sums: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        with torch.no_grad():
+            for stack_weight, stack_bias, bank, index, weight, bias in leaves:
+                if bank not in sums:
+                    sums[bank] = (torch.zeros_like(stack_weight), torch.zeros_like(stack_bias))
+                grad_weight, grad_bias = sums[bank]
+                if index is None:  # a prefix of the stack
+                    grad_weight[: weight.shape[0]].add_(weight.grad)
+                    grad_bias[: bias.shape[0]].add_(bias.grad)
+                else:
+                    grad_weight.index_add_(0, index, weight.grad)
+                    grad_bias.index_add_(0, index, bias.grad)
+        task_host = None if self._readout_bank is None else _host_indices(task)
+        for bank, (grad_weight, grad_bias) in sums.items():
+            linears = self._banks[bank]
+            for member in self._bank_used(bank, routes, task_host).tolist():
+                linears[member].weight.grad = grad_weight[member].t()
+                linears[member].bias.grad = grad_bias[member]
+
+    def _plain_sgd_lr(self) -> float | None:
+        """The learning rate if the optimizer is this network's own plain SGD, else ``None``."""
+        optimizer = self.optimizer
+        if self._optimizer_spec != "sgd" or type(optimizer) is not torch.optim.SGD:
+            return None
+        if len(optimizer.param_groups) != 1:
+            return None
+        group = optimizer.param_groups[0]
+        if group["momentum"] or group["weight_decay"] or group.get("maximize"):
+            return None
+        if group.get("differentiable") or _optimizer_has_hooks(optimizer):
+            return None
+        return float(group["lr"])
 
 
-def _unused(count: int, used: torch.Tensor) -> list[int]:
-    present = set(used.unique().tolist())
-    return [index for index in range(count) if index not in present]
+class _GroupLayout:
+    """Where each row of a batch goes in the padded, chunked batched product.
+
+    Rows are grouped by ``groups[i]``; each used group is cut into chunks of ``chunk_size``
+    rows: the largest group's size while that at most doubles the rows (one chunk per group),
+    else ``ceil(rows / groups used)``. ``sources[j]`` is the row that fills slot ``j`` (row 0
+    for padding). ``slots[i]`` is row ``i``'s place in the flattened
+    ``(chunks * chunk_size)`` padded batch; ``chunk_groups`` / ``chunk_local`` give each
+    chunk's group as a bank index / as a position among the used groups (chunks of a group are
+    consecutive, groups in increasing order).
+    """
+
+    __slots__ = (
+        "used",
+        "single",
+        "chunk_size",
+        "slots",
+        "chunk_groups",
+        "chunk_local",
+        "one_chunk_per_group",
+        "sources",
+        "_tensors",
+    )
+
+    def __init__(self, groups: np.ndarray, count: int) -> None:
+        self._tensors: dict[tuple[str, torch.device], torch.Tensor] = {}
+        rows = len(groups)
+        sizes = np.bincount(groups, minlength=count)
+        if sizes.shape[0] > count:
+            raise IndexError(f"group index {int(groups.max())} is outside 0..{count - 1}")
+        self.used = np.flatnonzero(sizes)
+        self.single = len(self.used) == 1
+        self.chunk_groups = self.used
+        self.chunk_local = np.zeros(1, dtype=np.int64)
+        self.one_chunk_per_group = True
+        if self.single:  # one chunk holding the rows in order
+            self.chunk_size = rows
+            self.slots = self.sources = np.arange(rows)
+            return
+        used_sizes = sizes[self.used]
+        largest = int(used_sizes.max())
+        # One chunk per group (no weights to gather) while padding at most doubles the rows;
+        # else chunks of the mean group size, which bounds the padding whatever the spread.
+        if largest * len(self.used) <= 2 * rows:
+            size = largest
+        else:
+            size = -(-rows // len(self.used))
+        chunks_per_group = -(-used_sizes // size)
+        self.chunk_size = size
+        self.chunk_local = np.repeat(np.arange(len(self.used)), chunks_per_group)
+        self.chunk_groups = self.used[self.chunk_local]
+        # With one chunk per used group, chunk i is used group i: when every member of the bank
+        # is used, the stacked weights serve as they are.
+        self.one_chunk_per_group = len(self.chunk_local) == len(self.used)
+        # Rows sorted by group fill their group's chunks in order: the slot of the r-th row of
+        # the sorted batch is r + (first slot of its group's chunks - first row of its group).
+        first_row = np.zeros(count, dtype=np.int64)
+        first_row[self.used] = np.cumsum(used_sizes) - used_sizes
+        first_slot = np.zeros(count, dtype=np.int64)
+        first_slot[self.used] = (np.cumsum(chunks_per_group) - chunks_per_group) * size
+        rank = np.empty(rows, dtype=np.int64)
+        rank[np.argsort(groups, kind="stable")] = np.arange(rows)
+        self.slots = rank + (first_slot - first_row)[groups]
+        self.sources = np.zeros(len(self.chunk_local) * size, dtype=np.int64)
+        self.sources[self.slots] = np.arange(rows)
+
+    def first_slot_of(self, group: int) -> int | None:
+        """The first padded slot of ``group`` (the last group used), or ``None`` if unused."""
+        if self.used[-1] != group:
+            return None
+        if self.single:
+            return 0
+        return int(np.searchsorted(self.chunk_groups, group)) * self.chunk_size
+
+    def tensor(self, name: str, device: torch.device) -> torch.Tensor:
+        """Index array ``name`` as a tensor on ``device`` (made once)."""
+        key = (name, device)
+        value = self._tensors.get(key)
+        if value is None:
+            value = torch.from_numpy(getattr(self, name)).to(device)
+            self._tensors[key] = value
+        return value
+
+
+def _chunked_linear(
+    padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: int
+) -> torch.Tensor:
+    """Chunk ``c`` (rows ``c * size`` to ``(c + 1) * size`` of ``padded``) times its own
+    ``weight[c]`` plus ``bias[c]``, in one ``baddbmm``; returns the rows flat."""
+    chunks = weight.shape[0]
+    out = torch.baddbmm(bias.unsqueeze(1), padded.view(chunks, size, padded.shape[1]), weight)
+    return out.view(chunks * size, -1)
+
+
+def _host_indices(values: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Integer indices as a NumPy ``int64`` array (one device-to-host copy for a tensor)."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu().numpy()
+    values = np.asarray(values)
+    if values.dtype != np.int64:
+        values = values.astype(np.int64)
+    return values
+
+
+def _data_pointers(linears: list[nn.Linear]) -> list[int]:
+    # Through `_parameters`: nn.Module.__getattr__ costs more than the check itself.
+    tables = [linear._parameters for linear in linears]
+    return [table["weight"].data_ptr() for table in tables] + [
+        table["bias"].data_ptr() for table in tables
+    ]
+
+
+def _optimizer_has_hooks(optimizer: torch.optim.Optimizer) -> bool:
+    from torch.optim import optimizer as optimizer_module
+
+    return bool(
+        optimizer._optimizer_step_pre_hooks
+        or optimizer._optimizer_step_post_hooks
+        or optimizer_module._global_optimizer_pre_hooks
+        or optimizer_module._global_optimizer_post_hooks
+    )
+
+
+def _linear_of(module: nn.Module) -> nn.Linear:
+    return module[0] if isinstance(module, nn.Sequential) else module
 
 
 def _linear_view(module: nn.Module) -> tuple[np.ndarray, np.ndarray, bool]:
-    linear = module[0] if isinstance(module, nn.Sequential) else module
+    linear = _linear_of(module)
     return (
         linear.weight.detach().numpy(),
         linear.bias.detach().numpy(),

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -124,3 +125,126 @@ def test_conv_trunk_on_images():
     assert net.trunk.output_dim == 32
     out = net(torch.rand(3, 1, 28, 28), torch.tensor([0, 1, 2]), torch.tensor([[0, 1, 0]] * 3))
     assert out.shape == (3, 2)
+
+
+# ---------------------------------------------------------------------- grouped computation
+
+
+def one_by_one(net: RoutedNetwork, x, task, routes) -> torch.Tensor:
+    """The straightforward computation: each sample alone, module by module."""
+    rows = []
+    for i in range(len(x)):
+        h = net.embed(x[i : i + 1])
+        for depth in range(routes.shape[1]):
+            if int(routes[i, depth]) >= 0:
+                h = net.apply_one(h, depth, int(routes[i, depth]))
+        rows.append(net.outputs(h, task[i : i + 1]))
+    return torch.cat(rows)
+
+
+def random_routes(generator, n, net, skew, stops):
+    routes = torch.randint(0, net.num_modules, (n, net.max_depth), generator=generator)
+    if skew:  # most rows on module 0: the chunked layout with gathered weights
+        popular = torch.rand(n, net.max_depth, generator=generator) < 0.85
+        routes = torch.where(popular, 0, routes)
+    if stops:  # recurrent: stop (the extra action) then -1
+        length = torch.randint(0, net.max_depth + 1, (n,), generator=generator)
+        for i in range(n):
+            k = int(length[i])
+            if k < net.max_depth:
+                routes[i, k] = net.extra_action
+                routes[i, k + 1 :] = -1
+    return routes
+
+
+@pytest.mark.parametrize("skew", [False, True])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"num_modules": 7},
+        {"num_modules": 30},
+        {"num_modules": 7, "routing": "recurrent", "readout": "per_task"},
+        {"num_modules": 7, "routing": "recurrent"},
+    ],
+)
+def test_grouped_forward_equals_one_by_one(options, skew):
+    net = make(**options)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(41, 6, generator=g)
+    task = torch.randint(0, 3, (41,), generator=g)
+    routes = random_routes(g, 41, net, skew, stops=net.routing == "recurrent")
+    if net.routing == "layered":  # PASS where sizes match (depth 1) on some rows
+        routes[::5, 1] = net.extra_action
+    expected = one_by_one(net, x, task, routes)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, task, routes), expected)
+    torch.testing.assert_close(net(x, task, routes), expected)  # autograd on
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("routing", ["layered", "recurrent"])
+def test_update_equals_the_straightforward_step(routing, optimizer):
+    """Same loss gradients as per-sample autograd; unrouted modules get none."""
+    options = {"routing": routing, "module_optimizer": optimizer, "num_modules": 6}
+    if routing == "recurrent":
+        options["readout"] = "per_task"
+    net, reference = make(**options), make(**options)
+    g = torch.Generator().manual_seed(4)
+    for _ in range(3):
+        x, y = torch.randn(25, 6, generator=g), torch.randint(0, 2, (25,), generator=g)
+        task = torch.randint(0, 3, (25,), generator=g)
+        routes = random_routes(g, 25, net, skew=True, stops=routing == "recurrent")
+        routes[:, 0] = routes[:, 0].clamp(0, 4)  # module 5 of the first layer stays unrouted
+        loss = reference.per_sample_loss(one_by_one(reference, x, task, routes), y).mean()
+        reference.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        reference._drop_unrouted_gradients(routes)
+        reference.optimizer.step()
+        assert net.update(x, task, y, routes) == pytest.approx(float(loss.detach()), rel=1e-5)
+        for (name, p), q in zip(net.named_parameters(), reference.parameters(), strict=True):
+            if optimizer == "sgd":
+                torch.testing.assert_close(p, q, msg=name)
+            else:  # Adam divides by tiny gradients: compare what it was given, then align
+                assert (p.grad is None) == (q.grad is None), name
+                if p.grad is not None:
+                    torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
+                with torch.no_grad():
+                    p.copy_(q)
+    if routing == "layered" and optimizer == "adam":  # SGD steps never set module grads
+        assert net.layers[0][5][0].weight.grad is None
+
+
+def test_parameters_are_views_of_the_stacked_weights_and_stay_right():
+    import copy
+
+    net = make(num_modules=5)
+    g = torch.Generator().manual_seed(5)
+    x, task = torch.randn(9, 6, generator=g), torch.randint(0, 3, (9,), generator=g)
+    y, routes = torch.randint(0, 2, (9,), generator=g), torch.randint(0, 5, (9, 3), generator=g)
+    weight, _ = net._stacked(1)
+    assert net.layers[1][3][0].weight.data_ptr() == weight[3].data_ptr()
+    clone = copy.deepcopy(net)
+    before = params(net)
+    clone.update(x, task, y, routes)  # trains the copy only
+    assert torch.equal(before, params(net)) and not torch.equal(before, params(clone))
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x, task, routes), one_by_one(clone, x, task, routes))
+        net.load_state_dict(clone.state_dict())
+        torch.testing.assert_close(net(x, task, routes), clone(x, task, routes))
+        # A replaced parameter is picked up (the stack is rebuilt from the parameters).
+        net.layers[2][1].weight = torch.nn.Parameter(torch.ones_like(net.layers[2][1].weight))
+        torch.testing.assert_close(net(x, task, routes), one_by_one(net, x, task, routes))
+        wide = copy.deepcopy(net).double()
+        torch.testing.assert_close(
+            wide(x.double(), task, routes), one_by_one(wide, x.double(), task, routes)
+        )
+    # The single-sample NumPy path reads the same weights.
+    h = net.embed_sample(x[0])
+    out = net.step_sample(h, 0, int(routes[0, 0]))
+    with torch.no_grad():
+        expected = net.apply_one(net.embed(x[:1]), 0, int(routes[0, 0]))[0].numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def params(network: torch.nn.Module) -> torch.Tensor:
+    return flat(network)

@@ -1,0 +1,651 @@
+"""Multi-agent training and analysis on the routing game (``routing_env.routing_game_v0``).
+
+One agent per task plays the stochastic game of ``001`` 3.1.2 / ``000`` 5.1: every round each
+agent routes one sample of its own task through the shared modules. Any
+:class:`~agents.base.Agent` plugs in, and a population may mix algorithms (for example five WPL
+and five Q-learning routers) to see which learners win the shared modules.
+
+* :func:`make_population` builds one agent per router by name (:func:`agents.make_agent`).
+* :func:`run_round` plays one round and returns each agent's :class:`~agents.base.Episode`.
+* :func:`train_multiagent` trains every agent on its own episodes; every ``eval_every``
+  rounds (an "epoch") it records per-agent rewards and test accuracy, selection entropy, the
+  routing map, the path overlap between tasks and snapshots of the tabular policies.
+* :func:`evaluate_multiagent` routes a test game greedily.
+* :func:`plot_multiagent` draws the figures of the analysis as PNG files.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from agents.base import Agent, Episode
+from agents.factory import make_agent
+from agents.training import route_statistics
+
+__all__ = [
+    "evaluate_multiagent",
+    "make_population",
+    "path_overlap",
+    "plot_multiagent",
+    "policy_table",
+    "run_round",
+    "train_multiagent",
+    "write_multiagent_results",
+]
+
+
+def _parallel(env: Any) -> Any:
+    """The parallel game behind ``env`` (a ``RoutingGame``, or its AEC form)."""
+    from pettingzoo import AECEnv
+    from pettingzoo.utils.conversions import aec_to_parallel
+
+    if isinstance(env, AECEnv):
+        return aec_to_parallel(env)
+    return env
+
+
+def _game(env: Any) -> Any:
+    game = _parallel(env).unwrapped
+    for name in ("network", "agent_task", "task_samples", "possible_agents"):
+        if not hasattr(game, name):
+            raise TypeError(
+                f"expected a routing game (routing_env.routing_game_v0), got "
+                f"{type(game).__name__} without {name!r}"
+            )
+    return game
+
+
+# ---------------------------------------------------------------------- populations
+
+
+def make_population(
+    names: str | Sequence[str] | Mapping[str, str],
+    env: Any,
+    seed: int = 0,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Agent]:
+    """One agent per router of ``env``, built by :func:`agents.make_agent`.
+
+    Args:
+        names: an agent name for every router (``"wpl"``), one name per router in agent order
+            (``["wpl"] * 5 + ["q"] * 5``), or a mapping router -> name.
+        env: the routing game (parallel or AEC); agents are sized for it (tabular agents get
+            ``num_tasks`` = the game's tasks and use the row of their router's task).
+        seed: the routers' seeds are spawned from it (every router has its own stream).
+        options: constructor keywords per agent name, e.g. ``{"wpl": {"lr": 0.5}}``.
+    """
+    game = _game(env)
+    agents = list(game.possible_agents)
+    if isinstance(names, str):
+        chosen = dict.fromkeys(agents, names)
+    elif isinstance(names, Mapping):
+        chosen = dict(names)
+    else:
+        names = list(names)
+        if len(names) != len(agents):
+            raise ValueError(f"{len(names)} agent names for the game's {len(agents)} routers")
+        chosen = dict(zip(agents, names, strict=True))
+    if set(chosen) != set(agents):
+        raise ValueError(f"names must cover exactly the routers {agents}; got {sorted(chosen)}")
+    seeds = np.random.SeedSequence(seed).generate_state(len(agents))
+    options = options or {}
+    return {
+        agent: make_agent(chosen[agent], game, seed=int(s), **dict(options.get(chosen[agent], {})))
+        for agent, s in zip(agents, seeds, strict=True)
+    }
+
+
+# ---------------------------------------------------------------------- rounds
+
+
+def run_round(
+    policies: Mapping[str, Agent],
+    env: Any,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Episode]:
+    """Play one round of the game; every agent acts from its own observation and info.
+
+    Returns each agent's route as an :class:`~agents.base.Episode` (no learning here), in
+    agent order.
+    """
+    game = _parallel(env)
+    observations, infos = game.reset(seed=seed, options=options)
+    record: dict[str, tuple[list, list, list, list]] = {
+        agent: ([], [], [], []) for agent in game.agents
+    }
+    episodes: dict[str, Episode] = {}
+    while game.agents:
+        actions = {
+            agent: int(policies[agent].act(observations[agent], infos[agent]))
+            for agent in game.agents
+        }
+        for agent, action in actions.items():
+            seen, taken, _, given = record[agent]
+            seen.append(observations[agent])
+            given.append(infos[agent])
+            taken.append(action)
+        observations, rewards, terminations, truncations, infos = game.step(actions)
+        for agent in actions:
+            seen, taken, paid, given = record[agent]
+            paid.append(float(rewards[agent]))
+            if terminations[agent] or truncations[agent]:
+                episodes[agent] = Episode(seen, taken, paid, given, final_info=infos[agent])
+    return {agent: episodes[agent] for agent in record}
+
+
+def _check_policies(policies: Mapping[str, Agent], game: Any) -> None:
+    missing = [agent for agent in game.possible_agents if agent not in policies]
+    extra = [agent for agent in policies if agent not in game.agent_task]
+    if missing or extra:
+        raise ValueError(
+            f"policies must hold one agent per router {list(game.possible_agents)}; "
+            f"missing {missing}, unknown {extra}"
+        )
+
+
+# ---------------------------------------------------------------------- analysis
+
+
+def policy_table(agent: Agent, task: int, masks: np.ndarray) -> np.ndarray | None:
+    """The agent's action distribution at every depth for ``task``, ``(max_depth, actions)``.
+
+    Only for agents exposing ``policy(task, depth, mask)`` (the tabular ones); ``None``
+    otherwise. ``masks`` holds the action mask of every depth.
+    """
+    method = getattr(agent, "policy", None)
+    if method is None:
+        return None
+    try:
+        parameters = list(inspect.signature(method).parameters)
+    except (TypeError, ValueError):
+        return None
+    if parameters[:2] != ["task", "depth"]:
+        return None
+    return np.array([method(task, depth, masks[depth]) for depth in range(len(masks))])
+
+
+def path_overlap(
+    paths: Sequence[Sequence[int]], extra_action: int, recurrent: bool = False
+) -> np.ndarray:
+    """Fraction of shared modules between the routes of every pair of tasks (``000`` fig. 5.12).
+
+    A route's modules are its ``(depth, module)`` pairs in layered routing (a module belongs
+    to one layer) and its set of modules in recurrent routing (one bank); PASS / stop is not a
+    module. Entry ``(t, u)`` is ``|M_t & M_u| / max(|M_t|, |M_u|)``: for two routes of ``L``
+    modules, the fraction of either route that the other also uses. The diagonal is 1.
+    """
+    sets = []
+    for path in paths:
+        modules = [(d, a) for d, a in enumerate(path) if 0 <= a != extra_action]
+        sets.append({a for _, a in modules} if recurrent else set(modules))
+    count = len(sets)
+    overlap = np.eye(count)
+    for t in range(count):
+        for u in range(t + 1, count):
+            size = max(len(sets[t]), len(sets[u]))
+            shared = len(sets[t] & sets[u]) / size if size else 0.0
+            overlap[t, u] = overlap[u, t] = shared
+    return overlap
+
+
+def _mean_loss(infos: Sequence[Mapping[str, Any]]) -> float:
+    """Mean loss of the routes that made a prediction (invalid-action routes have none)."""
+    losses = np.array([info["loss"] for info in infos], dtype=float)  # None -> nan
+    return float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan")
+
+
+def _entropy(probabilities: np.ndarray) -> float:
+    p = probabilities[probabilities > 0]
+    return float(-(p * np.log(p)).sum())
+
+
+def _selection_entropy(counts: np.ndarray) -> float:
+    """Mean over depths of the entropy of the actions chosen there (as ``route_statistics``)."""
+    rows = [row / row.sum() for row in counts if row.sum() > 0]
+    return float(np.mean([_entropy(row) for row in rows])) if rows else 0.0
+
+
+def evaluate_multiagent(
+    policies: Mapping[str, Agent], env: Any, rounds: int | None = None
+) -> dict[str, Any]:
+    """Greedy evaluation of every agent on its own task's samples of ``env``.
+
+    Round ``k`` routes the ``k``-th evaluation sample of every task (``reset`` with
+    ``options={"sample_indices": ...}``); the samples are the whole split (default) or
+    ``rounds`` evenly spaced samples per task, the same at every call. A task with fewer
+    samples than rounds repeats its last one and the repeats are not counted. Use a game that
+    does not train its modules (``split="test"``, or ``train_modules=False``) to measure
+    without changing the network.
+
+    Returns the keys of :func:`agents.training.route_statistics` over all counted routes
+    (``accuracy``, ``per_task_accuracy``, ``route_entropy``, ``modules_used``,
+    ``routing_map``...), plus ``per_agent_accuracy``, ``per_agent_reward`` and
+    ``per_agent_loss`` (agent -> value), ``greedy_paths`` (agent -> its most frequent route)
+    and ``path_overlap`` (task x task, :func:`path_overlap` of the greedy paths).
+    """
+    game = _game(env)
+    _check_policies(policies, game)
+    network = game.network
+    selected = {}
+    for agent, samples in game.task_samples.items():
+        count = samples.size if rounds is None else min(int(rounds), samples.size)
+        positions = np.linspace(0, samples.size - 1, num=count).round().astype(int)
+        selected[agent] = samples[positions]
+    total = max(len(indices) for indices in selected.values())
+    infos: dict[str, list] = {agent: [] for agent in game.possible_agents}
+    returns: dict[str, list] = {agent: [] for agent in game.possible_agents}
+    was_greedy = {agent: policy.greedy for agent, policy in policies.items()}
+    for policy in policies.values():
+        policy.greedy = True
+    try:
+        for k in range(total):
+            chosen = {a: int(ix[min(k, len(ix) - 1)]) for a, ix in selected.items()}
+            episodes = run_round(policies, game, options={"sample_indices": chosen})
+            for agent, episode in episodes.items():
+                if k < len(selected[agent]):
+                    infos[agent].append(episode.final_info)
+                    returns[agent].append(sum(episode.rewards))
+    finally:
+        for agent, policy in policies.items():
+            policy.greedy = was_greedy[agent]
+    agents = list(game.possible_agents)
+    result = route_statistics(
+        [info for agent in agents for info in infos[agent]],
+        [value for agent in agents for value in returns[agent]],
+        num_tasks=game.num_tasks,
+        max_depth=network.max_depth,
+        num_actions=network.num_actions,
+        recurrent=network.routing == "recurrent",
+    )
+    result["per_agent_accuracy"] = {
+        agent: float(np.mean([bool(info["correct"]) for info in infos[agent]])) for agent in agents
+    }
+    result["per_agent_reward"] = {agent: float(np.mean(returns[agent])) for agent in agents}
+    result["per_agent_loss"] = {agent: _mean_loss(infos[agent]) for agent in agents}
+    paths = {
+        agent: list(Counter(info["path"] for info in infos[agent]).most_common(1)[0][0])
+        for agent in agents
+    }
+    result["greedy_paths"] = paths
+    result["path_overlap"] = path_overlap(
+        [paths[agent] for agent in agents],
+        network.extra_action,
+        recurrent=network.routing == "recurrent",
+    ).tolist()
+    return result
+
+
+# ---------------------------------------------------------------------- training
+
+
+def train_multiagent(
+    policies: Mapping[str, Agent],
+    env: Any,
+    episodes: int,
+    eval_env: Any | None = None,
+    eval_every: int | None = None,
+    seed: int | None = 0,
+    progress: bool = True,
+    eval_rounds: int | None = None,
+    out_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Train one agent per router on the routing game for ``episodes`` rounds.
+
+    Every round each agent routes one sample of its task (:func:`run_round`) and then learns
+    from its own :class:`~agents.base.Episode` (``agent.learn``), in agent order. The same
+    agent object may serve several routers; it then learns from each of their episodes.
+
+    Args:
+        policies: router name -> agent, one per ``env.possible_agents``; any mix of
+            algorithms.
+        env: the training game (parallel or AEC form of ``routing_game_v0``).
+        episodes: rounds to play (each routes ``num_tasks`` samples).
+        eval_env: optional test game, usually ``split="test"`` sharing ``env``'s network;
+            evaluated greedily (:func:`evaluate_multiagent`) at the end of every epoch.
+        eval_every: rounds per epoch (default ``episodes // 10``, at least 1).
+        seed: passed to the first ``reset`` (seeds the sample draws and a fresh network).
+        progress: show a progress bar.
+        eval_rounds: samples per task per evaluation (default: the whole test split).
+        out_dir: if given, ``results.json`` is written there.
+
+    Returns:
+        The history. Per epoch: ``episode`` (rounds so far), ``routes``; per agent
+        (agent -> list): ``mean_reward`` and ``train_accuracy`` of the epoch's training
+        routes, ``policy`` (snapshot ``max_depth x num_actions`` of the agent's distribution
+        for its task, agents with ``policy(task, depth)`` only; ``initial_policy`` holds the
+        one before training) and ``policy_entropy`` (mean over depths, nats);
+        ``train_route_entropy`` (selection entropy of the epoch's training
+        routes, all agents together). With ``eval_env``, also ``test_accuracy`` (agent ->
+        list), ``mean_test_accuracy``, ``route_entropy`` (greedy routes), ``modules_used``,
+        ``routing_map``, ``greedy_paths`` and ``path_overlap``. Then ``final`` (the last
+        evaluation, or the last epoch's training figures), ``agents``, ``algorithms``
+        (agent -> class name), ``episodes``, ``seconds`` and the network's ``max_depth``,
+        ``num_actions``, ``extra_action`` and ``routing``.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be positive, got {episodes}")
+    game = _parallel(env)
+    base = _game(env)
+    _check_policies(policies, base)
+    network = base.network
+    agents = list(base.possible_agents)
+    masks = np.array([network.action_mask(d) for d in range(network.max_depth)])
+    epoch_length = max(1, episodes // 10) if eval_every is None else int(eval_every)
+    if epoch_length < 1:
+        raise ValueError(f"eval_every must be positive, got {eval_every}")
+    tabular = [a for a in agents if policy_table(policies[a], 0, masks) is not None]
+    history: dict[str, Any] = {
+        "agents": agents,
+        "algorithms": {agent: type(policies[agent]).__name__ for agent in agents},
+        "max_depth": network.max_depth,
+        "num_actions": network.num_actions,
+        "extra_action": network.extra_action,
+        "routing": network.routing,
+        "episode": [],
+        "routes": [],
+        "mean_reward": {agent: [] for agent in agents},
+        "train_accuracy": {agent: [] for agent in agents},
+        "train_route_entropy": [],
+        "initial_policy": {
+            agent: policy_table(policies[agent], base.agent_task[agent], masks).tolist()
+            for agent in tabular
+        },
+        "policy": {agent: [] for agent in tabular},
+        "policy_entropy": {agent: [] for agent in tabular},
+    }
+    if eval_env is not None:
+        history.update(
+            {
+                "test_accuracy": {agent: [] for agent in agents},
+                "mean_test_accuracy": [],
+                "route_entropy": [],
+                "modules_used": [],
+                "routing_map": [],
+                "greedy_paths": [],
+                "path_overlap": [],
+            }
+        )
+    start = time.perf_counter()
+    returns: dict[str, list[float]] = {agent: [] for agent in agents}
+    hits: dict[str, list[bool]] = {agent: [] for agent in agents}
+    counts = np.zeros((network.max_depth, network.num_actions), dtype=np.int64)
+    bar = tqdm(total=episodes, disable=not progress, unit="round", dynamic_ncols=True)
+    for number in range(1, episodes + 1):
+        played = run_round(policies, game, seed=seed if number == 1 else None)
+        for agent, episode in played.items():
+            policies[agent].learn(episode)
+            returns[agent].append(sum(episode.rewards))
+            hits[agent].append(bool(episode.final_info["correct"]))
+            for depth, action in enumerate(episode.final_info["path"][: network.max_depth]):
+                counts[depth, action] += 1
+        bar.update(1)
+        if number % epoch_length and number != episodes:
+            continue
+        history["episode"].append(number)
+        history["routes"].append(number * len(agents))
+        for agent in agents:
+            history["mean_reward"][agent].append(float(np.mean(returns[agent])))
+            history["train_accuracy"][agent].append(float(np.mean(hits[agent])))
+        history["train_route_entropy"].append(_selection_entropy(counts))
+        for agent in tabular:
+            table = policy_table(policies[agent], base.agent_task[agent], masks)
+            history["policy"][agent].append(table.tolist())
+            history["policy_entropy"][agent].append(float(np.mean([_entropy(r) for r in table])))
+        returns = {agent: [] for agent in agents}
+        hits = {agent: [] for agent in agents}
+        counts[:] = 0
+        if eval_env is not None:
+            result = evaluate_multiagent(policies, eval_env, eval_rounds)
+            for agent in agents:
+                history["test_accuracy"][agent].append(result["per_agent_accuracy"][agent])
+            history["mean_test_accuracy"].append(
+                float(np.mean(list(result["per_agent_accuracy"].values())))
+            )
+            for key in ("route_entropy", "modules_used", "routing_map", "path_overlap"):
+                history[key].append(result[key])
+            history["greedy_paths"].append(result["greedy_paths"])
+            bar.set_postfix(test_acc=f"{history['mean_test_accuracy'][-1]:.3f}")
+        else:
+            mean = np.mean([history["train_accuracy"][a][-1] for a in agents])
+            bar.set_postfix(train_acc=f"{mean:.3f}")
+    bar.close()
+    history["episodes"] = episodes
+    history["seconds"] = time.perf_counter() - start
+    if eval_env is not None:
+        history["final"] = {
+            "test_accuracy": history["mean_test_accuracy"][-1],
+            "per_agent_accuracy": {a: history["test_accuracy"][a][-1] for a in agents},
+            "route_entropy": history["route_entropy"][-1],
+            "modules_used": history["modules_used"][-1],
+            "routing_map": history["routing_map"][-1],
+            "greedy_paths": history["greedy_paths"][-1],
+            "path_overlap": history["path_overlap"][-1],
+        }
+    else:
+        history["final"] = {
+            "train_accuracy": float(np.mean([history["train_accuracy"][a][-1] for a in agents])),
+            "train_route_entropy": history["train_route_entropy"][-1],
+        }
+    if out_dir is not None:
+        write_multiagent_results(history, out_dir)
+    return history
+
+
+def write_multiagent_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str:
+    """Write ``results.json``: the final figures first, then the per-epoch history."""
+    os.makedirs(out_dir, exist_ok=True)
+    payload = {
+        **dict(history.get("final", {})),
+        "episodes": history["episodes"],
+        "seconds": history["seconds"],
+        "history": {k: v for k, v in history.items() if k != "final"},
+    }
+    path = os.path.join(os.fspath(out_dir), "results.json")
+    with open(path, "w") as handle:
+        json.dump(payload, handle, indent=2, default=_jsonable)
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+# ---------------------------------------------------------------------- plots
+
+
+def _action_name(action: int, extra_action: int, routing: str) -> str:
+    if action == extra_action:
+        return "stop" if routing == "recurrent" else "PASS"
+    return f"m{action}"
+
+
+def _label(history: Mapping[str, Any], agent: str) -> str:
+    return f"{agent} ({history['algorithms'][agent]})"
+
+
+def plot_multiagent(
+    history: Mapping[str, Any],
+    out_dir: str | os.PathLike,
+    depth: int = 0,
+    module: int | None = None,
+    title: str = "",
+) -> list[str]:
+    """The figures of a :func:`train_multiagent` history, as PNG files in ``out_dir``.
+
+    * ``policy_over_time.png``: each agent's distribution at ``depth`` over training
+      (``001`` figure 9), tabular agents only.
+    * ``module_probability.png``: the probability every agent puts on ``module`` at ``depth``
+      over training (``001`` figure 10); default module: the one most tasks' greedy routes
+      use at ``depth`` at the end.
+    * ``routing_map.png``: task x depth -> most chosen module of the greedy routes at the end
+      (``001`` figure 11).
+    * ``path_overlap.png``: fraction of shared modules between the greedy routes of every two
+      tasks at the end (``000`` figure 5.12).
+    * ``selection_entropy.png``: selection entropy of the training routes and of the greedy
+      test routes, and each agent's policy entropy, over training.
+    * ``accuracy.png``: each agent's test accuracy (or training accuracy) over training.
+
+    Returns the paths written (figures without data are skipped).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(out_dir, exist_ok=True)
+    out = os.fspath(out_dir)
+    episodes = np.asarray(history["routes"])
+    extra, routing = history["extra_action"], history["routing"]
+    agents = list(history["agents"])
+    paths: list[str] = []
+    suffix = f" - {title}" if title else ""
+
+    def save(figure: Any, name: str, layout: bool = True) -> None:
+        if layout:
+            figure.tight_layout()
+        path = os.path.join(out, name)
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        paths.append(path)
+
+    tabular = [agent for agent in agents if history["policy"].get(agent)]
+    if module is None:
+        module = _default_module(history, depth)
+    colours = plt.get_cmap("tab20")
+    if tabular:
+        columns = min(5, len(tabular))
+        rows = math.ceil(len(tabular) / columns)
+        figure, axes = plt.subplots(
+            rows, columns, figsize=(3.2 * columns, 2.5 * rows), sharex=True, sharey=True
+        )
+        axes = np.atleast_1d(axes).ravel()
+        for axis, agent in zip(axes, tabular, strict=False):
+            routes, table = _policy_series(history, agent)
+            axis.stackplot(
+                routes,
+                table[:, depth, :].T,
+                colors=[colours(a % 20) for a in range(table.shape[2])],
+                labels=[_action_name(a, extra, routing) for a in range(table.shape[2])],
+            )
+            axis.set_title(_label(history, agent), fontsize=9)
+            axis.set_ylim(0, 1)
+        for axis in axes[len(tabular) :]:
+            axis.axis("off")
+        handles, labels = axes[0].get_legend_handles_labels()
+        figure.legend(handles[::-1], labels[::-1], loc="center right", fontsize=8)
+        figure.supxlabel("training routes (all agents)")
+        figure.supylabel(f"policy at depth {depth}")
+        figure.suptitle(f"each agent's policy at depth {depth}{suffix}")
+        figure.tight_layout(rect=(0, 0, 0.93, 1))
+        save(figure, "policy_over_time.png", layout=False)
+
+        figure, axis = plt.subplots(figsize=(7, 4))
+        for agent in tabular:
+            routes, table = _policy_series(history, agent)
+            axis.plot(routes, table[:, depth, module], label=_label(history, agent))
+        axis.set(
+            xlabel="training routes (all agents)",
+            ylabel=f"P({_action_name(module, extra, routing)} at depth {depth})",
+            ylim=(0, 1),
+        )
+        axis.set_title(
+            f"probability every agent puts on module {module} at depth {depth}\n{title}",
+            fontsize=10,
+        )
+        axis.legend(fontsize=7, ncol=2)
+        save(figure, "module_probability.png")
+
+    if history.get("routing_map"):
+        grid = np.asarray(history["routing_map"][-1])
+        figure, axis = plt.subplots(figsize=(2.5 + 0.8 * grid.shape[1], 1.2 + 0.4 * grid.shape[0]))
+        axis.imshow(np.ma.masked_less(grid, 0), cmap="tab20", aspect="auto", vmin=0, vmax=19)
+        for (task, step), action in np.ndenumerate(grid):
+            text = "-" if action < 0 else "P" if action == extra else str(action)
+            axis.text(step, task, text, ha="center", va="center")
+        axis.set(
+            xlabel="depth",
+            ylabel="task (agent)",
+            xticks=range(grid.shape[1]),
+            yticks=range(grid.shape[0]),
+        )
+        axis.set_title(f"routing map (greedy; P = PASS/stop)\n{title}", fontsize=9)
+        save(figure, "routing_map.png")
+    if history.get("path_overlap"):
+        overlap = np.asarray(history["path_overlap"][-1])
+        figure, axis = plt.subplots(figsize=(1.5 + 0.5 * len(overlap), 1.2 + 0.45 * len(overlap)))
+        image = axis.imshow(overlap, vmin=0, vmax=1, cmap="viridis")
+        for (t, u), value in np.ndenumerate(overlap):
+            colour = "k" if value > 0.6 else "w"
+            axis.text(u, t, f"{value:.2f}", ha="center", va="center", fontsize=7, color=colour)
+        axis.set(
+            xlabel="task",
+            ylabel="task",
+            xticks=range(len(overlap)),
+            yticks=range(len(overlap)),
+            title=f"path overlap of greedy routes{suffix}",
+        )
+        figure.colorbar(image, ax=axis, label="fraction of shared modules")
+        save(figure, "path_overlap.png")
+
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4))
+    axes[0].plot(episodes, history["train_route_entropy"], label="training routes (exploring)")
+    if history.get("route_entropy"):
+        axes[0].plot(episodes, history["route_entropy"], label="greedy test routes")
+    axes[0].axhline(math.log(history["num_actions"]), color="grey", linestyle=":", label="uniform")
+    axes[0].set(xlabel="training routes", ylabel="nats", title="selection entropy per depth")
+    axes[0].legend(fontsize=8)
+    for agent in tabular:
+        axes[1].plot(episodes, history["policy_entropy"][agent], label=_label(history, agent))
+    axes[1].set(xlabel="training routes", ylabel="nats", title="policy entropy of each agent")
+    if tabular:
+        axes[1].legend(fontsize=6, ncol=2)
+    figure.suptitle(title)
+    save(figure, "selection_entropy.png")
+
+    accuracy = history.get("test_accuracy") or history["train_accuracy"]
+    kind = "test" if history.get("test_accuracy") else "training"
+    figure, axis = plt.subplots(figsize=(7, 4))
+    styles = {name: i for i, name in enumerate(sorted(set(history["algorithms"].values())))}
+    for agent in agents:
+        style = ["-", "--", ":", "-."][styles[history["algorithms"][agent]] % 4]
+        axis.plot(episodes, accuracy[agent], style, label=_label(history, agent))
+    axis.set(xlabel="training routes (all agents)", ylabel=f"{kind} accuracy of its task")
+    axis.set_title(f"accuracy of each agent\n{title}", fontsize=10)
+    axis.legend(fontsize=7, ncol=2)
+    save(figure, "accuracy.png")
+    return paths
+
+
+def _policy_series(history: Mapping[str, Any], agent: str) -> tuple[np.ndarray, np.ndarray]:
+    """Routes and policy snapshots of ``agent``, starting with the policy before training."""
+    routes = np.asarray(history["routes"])
+    table = np.asarray(history["policy"][agent])
+    initial = history.get("initial_policy", {}).get(agent)
+    if initial is None:
+        return routes, table
+    return np.concatenate([[0], routes]), np.concatenate([[initial], table])
+
+
+def _default_module(history: Mapping[str, Any], depth: int) -> int:
+    """The module most tasks' greedy routes use at ``depth`` at the end (else module 0)."""
+    if history.get("routing_map"):
+        column = [row[depth] for row in history["routing_map"][-1]]
+        modules = [a for a in column if 0 <= a != history["extra_action"]]
+        if modules:
+            return Counter(modules).most_common(1)[0][0]
+    return 0

@@ -1,0 +1,325 @@
+"""Routed samples per second of the vector environment, as ratios measured in one run.
+
+Issue 5 / DESIGN 7. Every figure is a throughput (samples or routes per second, one torch
+thread) and every ratio compares figures measured in this run, close together in time:
+
+1. DigitsMTL, layered, 3 routed layers x 10 modules, hidden 64, 256 envs: the vector env with
+   random valid actions and with per-task tabular WPL (``agents.train``: ``act_batch`` /
+   ``learn_batch``), against a static network of the same layer sizes trained with the same
+   optimizer on batches of the same size (the floor of the work: one finished route is one
+   training sample), and against the single-sample env (random actions, and WPL through
+   ``agents.train``).
+2. The vector env with random valid actions at 2, 5, 10, 20, 50 modules per layer and 64, 256,
+   1024 envs, against the static network at the same batch size, and against 2 modules.
+3. Resident memory (``VmRSS``, and the peak ``VmHWM``, from ``/proc/self/status``) before and
+   after one million routed samples.
+
+The vector env runs with ``module_batch_size = num_envs`` (one module update per batch of
+finished routes, the static network's batch); the single-sample env with its defaults
+(``module_batch_size = 16``). The machine may be shared: each figure is the best of a few
+short repeats (the settings measured round by round), each ratio the median over rounds of
+the two figures of one round, the load average is printed, and every ratio is also given on
+this process's CPU time (``cpu:`` columns), which other jobs on the machine disturb less than
+wall-clock time.
+
+Run: ``python benchmarks/vector_env.py`` (about three minutes; ``--quick`` for a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import agents
+from routing_env import RoutingEnv, RoutingVectorEnv
+
+DATASET = "digits-mtl"
+HIDDEN = 64
+DEPTH = 3
+
+
+def load() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+class Rate:
+    """Items per second of wall-clock time and of this process's CPU time."""
+
+    def __init__(self, items: float, wall: float, cpu: float) -> None:
+        self.wall = items / wall
+        self.cpu = items / max(cpu, 1e-9)
+
+
+class Figures:
+    """Repeated measurements of several settings taken round by round.
+
+    ``best(name)`` is a setting's best rate over the rounds; ``ratio(a, b)`` the median over
+    rounds of ``a / b`` measured in the same round, which cancels slow changes of the
+    machine's load between settings.
+    """
+
+    def __init__(self, rounds: list[dict[str, Rate]]) -> None:
+        self.rounds = rounds
+
+    def best(self, name: str, clock: str = "wall") -> float:
+        return max(getattr(one[name], clock) for one in self.rounds)
+
+    def ratio(self, a: str, b: str, clock: str = "wall") -> float:
+        return float(
+            np.median([getattr(one[a], clock) / getattr(one[b], clock) for one in self.rounds])
+        )
+
+
+def best_of(measures: dict[str, Callable[[], Rate]], repeats: int) -> Figures:
+    """Run the measurements alternately, ``repeats`` rounds."""
+    return Figures(
+        [{name: measure() for name, measure in measures.items()} for _ in range(repeats)]
+    )
+
+
+def timed(step: Callable[[], int], seconds: float) -> Rate:
+    """Rate of ``step`` (which returns the items it handled) over about ``seconds``."""
+    count = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    while True:
+        count += step()
+        elapsed = time.perf_counter() - wall
+        if elapsed >= seconds:
+            return Rate(count, elapsed, time.process_time() - cpu)
+
+
+def run_once(action: Callable[[], None], items: int) -> Rate:
+    wall, cpu = time.perf_counter(), time.process_time()
+    action()
+    return Rate(items, time.perf_counter() - wall, time.process_time() - cpu)
+
+
+# ---------------------------------------------------------------------- static floor
+
+
+class Static:
+    """The layer sizes of the routed network with one module per layer, trained by SGD."""
+
+    def __init__(self, batch: int, seed: int = 0) -> None:
+        env = RoutingEnv(DATASET)
+        data = env.dataset.split("train")
+        torch.manual_seed(seed)
+        sizes = [env.network.in_dims[0]] + [HIDDEN] * (DEPTH - 1)
+        layers: list[nn.Module] = []
+        for d in range(DEPTH):
+            out = HIDDEN if d < DEPTH - 1 else env.network.num_outputs
+            layers.append(nn.Linear(sizes[d], out))
+            if d < DEPTH - 1:
+                layers.append(nn.ReLU())
+        self.model = nn.Sequential(*layers)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
+        self.x = torch.as_tensor(data.x)
+        self.y = torch.as_tensor(data.y)
+        self.batch = batch
+        self.rng = np.random.default_rng(seed)
+
+    def step(self) -> int:
+        index = torch.from_numpy(self.rng.integers(0, len(self.x), self.batch))
+        x, y = self.x.index_select(0, index), self.y.index_select(0, index)
+        loss = F.cross_entropy(self.model(x), y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return self.batch
+
+
+# ---------------------------------------------------------------------- vector env
+
+
+class RandomVector:
+    """The vector env stepped with uniformly random valid actions."""
+
+    def __init__(self, num_envs: int, num_modules: int, seed: int = 0) -> None:
+        self.env = RoutingVectorEnv(
+            num_envs=num_envs,
+            dataset=DATASET,
+            num_modules=num_modules,
+            hidden_dim=HIDDEN,
+            max_depth=DEPTH,
+            module_batch_size=num_envs,
+        )
+        self.rng = np.random.default_rng(seed)
+        self.obs, self.infos = self.env.reset(seed=seed)
+
+    def step(self) -> int:
+        masks = self.infos["action_mask"]
+        actions = (self.rng.random(masks.shape) * masks).argmax(axis=1)
+        self.obs, _, terminated, _, self.infos = self.env.step(actions)
+        return int(terminated.sum())
+
+
+def wpl_vector(num_envs: int, num_modules: int, routes: int, seed: int = 0) -> Rate:
+    """Routes/s of ``agents.train`` with per-task tabular WPL on the vector env."""
+    env = RoutingVectorEnv(
+        num_envs=num_envs,
+        dataset=DATASET,
+        num_modules=num_modules,
+        hidden_dim=HIDDEN,
+        max_depth=DEPTH,
+        module_batch_size=num_envs,
+    )
+    agent = agents.make_agent("wpl", env, seed=seed)
+    agents.train(agent, env, episodes=num_envs * 4, progress=False, seed=seed)  # warm-up
+
+    def run() -> None:
+        agents.train(agent, env, episodes=routes, progress=False, seed=None)
+
+    return run_once(run, routes)
+
+
+# ---------------------------------------------------------------------- single env
+
+
+def single_random(routes: int, seed: int = 0) -> Rate:
+    env = RoutingEnv(DATASET)
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+
+    def run() -> None:
+        obs, info = env.reset()
+        for _ in range(routes):
+            terminated = False
+            while not terminated:
+                allowed = np.flatnonzero(info["action_mask"])
+                action = int(allowed[rng.integers(len(allowed))])
+                obs, _, terminated, _, info = env.step(action)
+            obs, info = env.reset()
+
+    return run_once(run, routes)
+
+
+def single_wpl(routes: int, seed: int = 0) -> Rate:
+    env = RoutingEnv(DATASET)
+    agent = agents.make_agent("wpl", env, seed=seed)
+    agents.train(agent, env, episodes=200, progress=False, seed=seed)  # warm-up
+
+    def run() -> None:
+        agents.train(agent, env, episodes=routes, progress=False, seed=None)
+
+    return run_once(run, routes)
+
+
+# ---------------------------------------------------------------------- memory
+
+
+def memory_kb() -> dict[str, int]:
+    values = {}
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            name, _, rest = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                values[name] = int(rest.split()[0])
+    return values
+
+
+# ---------------------------------------------------------------------- tables
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
+    parser.add_argument("--seconds", type=float, default=0.4, help="length of one repeat")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--memory-samples", type=int, default=1_000_000)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    seconds, repeats = args.seconds, args.repeats
+    wpl_routes, single_routes = 60_000, 3_000
+    if args.quick:
+        seconds, repeats, wpl_routes, single_routes = 0.2, 1, 10_000, 500
+        args.memory_samples = min(args.memory_samples, 100_000)
+    print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, load {load()}")
+
+    # Table 1 ---------------------------------------------------------------
+    envs, modules = 256, 10
+    static, vector = Static(envs), RandomVector(envs, modules)
+    figures = best_of(
+        {
+            "static": lambda: timed(static.step, seconds),
+            "random": lambda: timed(vector.step, seconds),
+            "wpl": lambda: wpl_vector(envs, modules, wpl_routes),
+            "single random": lambda: single_random(single_routes),
+            "single wpl": lambda: single_wpl(single_routes),
+        },
+        repeats,
+    )
+    print()
+    print(f"1. DigitsMTL, layered, {DEPTH} x {modules} modules, hidden {HIDDEN}, {envs} envs")
+    print(
+        f"{'setting':<46}{'samples/s':>10}{'x static':>9}{'x single':>9}"
+        f"{'cpu: /s':>10}{'x static':>9}{'x single':>9}"
+    )
+    rows = [
+        ("static network, same batches (the floor)", "static", None),
+        ("vector env, random valid actions", "random", "single random"),
+        ("vector env, per-task WPL (agents.train)", "wpl", "single wpl"),
+        ("single-sample env, random valid actions", "single random", None),
+        ("single-sample env, per-task WPL (agents.train)", "single wpl", None),
+    ]
+    for label, name, single in rows:
+        line = f"{label:<46}{figures.best(name):10.0f}{figures.ratio(name, 'static'):9.2f}"
+        line += f"{figures.ratio(name, single):9.1f}" if single else " " * 9
+        line += f"{figures.best(name, 'cpu'):10.0f}{figures.ratio(name, 'static', 'cpu'):9.2f}"
+        line += f"{figures.ratio(name, single, 'cpu'):9.1f}" if single else ""
+        print(line)
+
+    # Table 2 ---------------------------------------------------------------
+    print()
+    print("2. vector env, random valid actions: routed samples/s by modules per layer and envs")
+    print(
+        f"{'envs':>6}{'modules':>9}{'static/s':>10}{'vector/s':>10}{'x static':>9}"
+        f"{'x 2 mod.':>9}{'cpu: x static':>15}{'x 2 mod.':>9}"
+    )
+    for envs in (64, 256, 1024):
+        static = Static(envs)
+        measures: dict[str, Callable[[], Rate]] = {
+            "static": lambda s=static.step: timed(s, seconds)
+        }
+        for modules in (2, 5, 10, 20, 50):
+            vector = RandomVector(envs, modules)
+            measures[str(modules)] = lambda step=vector.step: timed(step, seconds)
+        figures = best_of(measures, repeats)
+        for modules in (2, 5, 10, 20, 50):
+            name = str(modules)
+            print(
+                f"{envs:6d}{modules:9d}{figures.best('static'):10.0f}{figures.best(name):10.0f}"
+                f"{figures.ratio(name, 'static'):9.2f}{figures.ratio(name, '2'):9.2f}"
+                f"{figures.ratio(name, 'static', 'cpu'):15.2f}"
+                f"{figures.ratio(name, '2', 'cpu'):9.2f}"
+            )
+
+    # Table 3 ---------------------------------------------------------------
+    print()
+    envs, modules = 256, 10
+    vector = RandomVector(envs, modules)
+    for _ in range(200):
+        vector.step()
+    before = memory_kb()
+    routed = 0
+    while routed < args.memory_samples:
+        routed += vector.step()
+    after = memory_kb()
+    print(f"3. memory over {routed:,} routed samples ({envs} envs, {modules} modules)")
+    for key, name in (("VmRSS", "resident (VmRSS)"), ("VmHWM", "peak resident (VmHWM)")):
+        growth = (after[key] - before[key]) / 1024
+        print(
+            f"{name:<24}{before[key] / 1024:9.1f} MB -> {after[key] / 1024:9.1f} MB"
+            f"  (+{growth:.1f} MB)"
+        )
+    print(f"\nload at the end {load()}")
+
+
+if __name__ == "__main__":
+    main()

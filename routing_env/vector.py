@@ -1,0 +1,639 @@
+"""The routing MDP as a batched Gymnasium vector environment (DESIGN sections 3.1 and 7).
+
+:class:`RoutingVectorEnv` routes ``num_envs`` samples at once through one shared
+:class:`~routing_env.network.RoutedNetwork`. Each step applies every sub-environment's chosen
+module in one grouped computation (:meth:`RoutedNetwork.apply`), and finished routes are
+replaced at once (same-step autoreset). Everything else is the contract of the single-sample
+:class:`~routing_env.env.RoutingEnv`, which it follows sub-environment by sub-environment.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from routing_env.datasets import MultiTaskDataset
+from routing_env.env import RoutingEnv
+
+# Keys of the end-of-route info, in the order of RoutingEnv's final info.
+END_INFO_KEYS = (
+    "action_mask",
+    "correct",
+    "loss",
+    "prediction",
+    "label",
+    "task",
+    "path",
+    "sample_index",
+    "final_reward",
+    "invalid_action",
+)
+
+
+class RoutingVectorEnv(VectorEnv):
+    """``num_envs`` routing environments stepped together, with one shared routed network.
+
+    ## Description
+
+    Sub-environment ``i`` behaves as a :class:`~routing_env.env.RoutingEnv` built with the same
+    keywords: the same spaces, rewards, invalid-action handling, end-of-route information and
+    module training. Each step groups the batch by chosen module and computes it in one
+    batched product per routed layer, so the cost per sample does not grow with the number of
+    modules (DESIGN 7).
+
+    ## Spaces
+
+    ``single_action_space = Discrete(num_modules + 1)``, ``action_space`` its batch
+    (``MultiDiscrete``); ``single_observation_space`` is the single env's ``Dict``, and
+    ``observation_space`` its batch: observations are a dict of arrays ``activation``
+    ``(num_envs, activation_dim)`` float32, ``task`` and ``depth`` ``(num_envs,)`` int64.
+
+    ## Infos
+
+    Gymnasium's vector convention, a dict of arrays each with a boolean ``_key`` mask of the
+    sub-environments it holds a value for:
+
+    * ``action_mask``: ``(num_envs, num_actions)`` int8, every step;
+    * ``task``, ``sample_index``: for the sub-environments whose route started this step (all
+      after :meth:`reset`; the autoreset ones after :meth:`step`), as in the single env's reset
+      info.
+
+    ## Autoreset
+
+    Same step (``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``), as SB3's ``VecEnv``
+    expects: when a route ends, ``terminated[i]`` is ``True``, the returned observation is
+    already the first of the next route, and the finished route's last observation and info
+    are kept in ``infos["final_obs"]`` (an object array of single observations, ``None``
+    elsewhere) and ``infos["final_info"]`` (a dict of arrays with ``_key`` masks) with masks
+    ``infos["_final_obs"]`` and ``infos["_final_info"]``. ``final_info`` holds the single env's
+    end-of-route keys: ``action_mask`` (all zero), ``correct`` (bool; ``None`` objects for
+    regression), ``loss`` (``nan`` for an invalid action), ``prediction`` (int, ``-1`` for an
+    invalid action; regression: float array, ``nan``), ``label``, ``task``, ``path`` (object
+    array of action tuples), ``sample_index``, ``final_reward`` and ``invalid_action``.
+    Routes are never truncated.
+
+    ## Order of events within a step
+
+    All actions are checked first: an action outside the action space, or a masked one under
+    ``invalid_action="raise"``, raises ``ValueError`` naming the sub-environment, before any
+    state changes. The collaboration reward of every decision of the step reads the selection
+    window as it stood before the step; the step's decisions then enter the window in
+    sub-environment order (with ``num_envs=1`` this is the single env exactly). Routes that end
+    are handed to the module trainer in sub-environment order, and then replaced.
+
+    ## Samples and seeding
+
+    The sub-environments draw their samples from one shared stream, in sub-environment order:
+    with ``sample_order="shuffle"`` a new permutation of the split per pass (so a pass shows
+    every sample once across all sub-environments), with ``"sequential"`` the split in order.
+    ``reset(seed=s)`` seeds that stream and, when this environment built its network and the
+    network has not been updated yet, draws the network's parameters from ``s`` too: with the
+    same seed, a single :class:`~routing_env.env.RoutingEnv` and ``RoutingVectorEnv`` with
+    ``num_envs=1`` route the same samples, and the same routes in the same order give the same
+    parameters whatever ``num_envs`` (module batches are cut from the routes in arrival order,
+    :meth:`RoutedNetwork.add_routes`). ``reset(options={"sample_index": indices})`` starts the
+    sub-environments on the given samples (one index per sub-environment). ``reset()`` drops the
+    routes in flight untrained, as :meth:`RoutingEnv.reset` does mid-route.
+
+    ``network``, ``dataset``, ``num_samples`` and :meth:`action_masks` are there as on the single
+    env, so ``agents.make_agent(name, vector_env)`` sizes an agent for it.
+
+    ## Arguments
+
+    ``num_envs`` (default 1), then the keywords of :class:`~routing_env.env.RoutingEnv`
+    (``dataset``, ``split``, ``routing``, ``num_modules``, ``reward``,
+    ``collaboration_reward``, ``invalid_action``, ``train_modules``, ``network``, ...) with the
+    same defaults and meaning; ``render_mode`` is not supported.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(
+        self,
+        num_envs: int = 1,
+        dataset: str | os.PathLike | MultiTaskDataset = "digits-mtl",
+        **kwargs: Any,
+    ) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)):
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if kwargs.get("render_mode") is not None:
+            raise ValueError("RoutingVectorEnv does not render; leave render_mode unset")
+        kwargs.pop("render_mode", None)
+        # The single env validates the keywords, resolves the dataset, builds (or checks) the
+        # network and defines the spaces: one source of truth for both forms.
+        template = RoutingEnv(dataset, **kwargs)
+        self.num_envs = int(num_envs)
+        self.dataset = template.dataset
+        self.split = template.split
+        self.network = template.network
+        self._owns_network = kwargs.get("network") is None
+        self.reward_kind = template.reward_kind
+        self.train_modules = template.train_modules
+        self.sample_order = template.sample_order
+        self.invalid_action = template.invalid_action
+        self.invalid_action_loss = template.invalid_action_loss
+        self.collaboration_reward = template.collaboration_reward
+        self.num_samples = template.num_samples
+        self.single_action_space = template.action_space
+        self.single_observation_space = template.observation_space
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+
+        net = self.network
+        data = self.dataset.split(self.split)
+        device = net.device
+        self._x = torch.as_tensor(data.x, device=device)
+        self._task = np.asarray(data.task, dtype=np.int64)
+        self._task_tensor = torch.as_tensor(self._task, device=device)
+        self._y = np.asarray(data.y)
+        self._y_tensor = torch.as_tensor(data.y, device=device)
+        self._classification = net.task_type == "classification"
+        self._recurrent = net.routing == "recurrent"
+        self._extra = net.extra_action
+        n = self.num_envs
+        masks = np.stack([net.action_mask(d) for d in range(net.max_depth + 1)])
+        self._masks = masks  # int8 (max_depth + 1, num_actions)
+        self._allowed = masks.astype(bool)
+        self._mask_rows = [np.repeat(row[None], n, axis=0) for row in masks]  # per depth
+        self._every = np.ones(n, dtype=bool)
+        self._never = np.zeros(n, dtype=bool)
+
+        self._order = np.arange(self.num_samples)
+        self._position = self.num_samples  # forces a fresh order on the first reset
+        self._started = False
+        self._h = torch.zeros((n, net.activation_dim), device=device)
+        self._depth = np.zeros(n, dtype=np.int64)
+        # The depth every sub-environment is at, or None when they differ.
+        self._level: int | None = 0
+        self._path = np.full((n, net.max_depth), -1, dtype=np.int64)
+        self._path_length = np.zeros(n, dtype=np.int64)
+        self._index = np.zeros(n, dtype=np.int64)
+        self._task_now = np.zeros(n, dtype=np.int64)
+        self._rows = np.arange(n)
+
+    # ------------------------------------------------------------------ gym API
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start a new route in every sub-environment (see the class docstring on seeding)."""
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
+            raise TypeError(
+                f"seed must be an int (it seeds the shared sample stream), got {seed!r}"
+            )
+        super().reset(seed=seed)
+        if seed is not None:
+            self._position = self.num_samples
+            if self._owns_network and self.network.num_updates == 0:
+                self.network.reset_parameters(int(seed))
+                self.network.selection_history.clear()
+        if options and "sample_index" in options:
+            indices = np.asarray(options["sample_index"])
+            if indices.shape != (self.num_envs,) or indices.dtype.kind not in "iu":
+                raise ValueError(
+                    f"options['sample_index'] must hold {self.num_envs} integer sample indices "
+                    f"(one per sub-environment), got {options['sample_index']!r}"
+                )
+            bad = (indices < 0) | (indices >= self.num_samples)
+            if bad.any():
+                raise ValueError(
+                    f"sample_index {int(indices[bad][0])} is outside the {self.split} split "
+                    f"(0..{self.num_samples - 1})"
+                )
+            indices = indices.astype(np.int64)
+        else:
+            indices = self._next_indices(self.num_envs)
+        with torch.no_grad():
+            self._h = self._start(self._h, None, indices)
+        self._started = True
+        infos = {
+            "action_mask": self._mask_rows[0].copy(),
+            "_action_mask": self._every.copy(),
+            "task": self._task_now.copy(),
+            "_task": self._every.copy(),
+            "sample_index": indices.copy(),
+            "_sample_index": self._every.copy(),
+        }
+        return self._observations(), infos
+
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """One decision in every sub-environment; finished routes restart at once."""
+        if not self._started:
+            raise RuntimeError("step() called before reset()")
+        actions = self._check_actions(actions)
+        net = self.network
+        depth, level = self._depth, self._level
+        if level is None:
+            allowed = self._allowed[depth, actions]
+        else:
+            allowed = self._allowed[level][actions]
+        valid = bool(allowed.all())
+        if not valid and self.invalid_action == "raise":
+            env = int(np.flatnonzero(~allowed)[0])
+            mask = self._masks[depth[env]]
+            raise ValueError(
+                f"sub-environment {env}: action {int(actions[env])} is masked at depth "
+                f"{int(depth[env])}: allowed actions are {np.flatnonzero(mask).tolist()} "
+                f"(action_mask={mask.tolist()})"
+            )
+
+        # Collaboration reward and selection window (module choices only, not PASS / stop).
+        rewards = np.zeros(self.num_envs, dtype=np.float64)
+        is_module = actions != self._extra
+        if not valid:
+            is_module &= allowed
+        if self.collaboration_reward or self.train_modules:
+            if level is not None and self._recurrent:
+                layers: int | np.ndarray = 0
+            elif level is not None:
+                layers = level
+            else:
+                layers = 0 if self._recurrent else depth
+            every_module = bool(is_module.all())
+            chosen = actions if every_module else actions[is_module]
+            if not every_module and not isinstance(layers, int):
+                layers = layers[is_module]
+            if len(chosen):
+                history = net.selection_history
+                if self.collaboration_reward:
+                    frequency = _frequencies(history, layers, chosen)
+                    scale = self.collaboration_reward / net.max_depth
+                    if every_module:
+                        rewards += scale * frequency
+                    else:
+                        rewards[is_module] = scale * frequency
+                if self.train_modules:
+                    _record(history, layers, chosen)
+
+        # The decision joins the path; modules transform the activations.
+        if level is not None:
+            self._path[:, level] = actions
+        else:
+            self._path[self._rows, self._path_length] = actions
+        self._path_length += 1
+        if self._recurrent:
+            stop = allowed & (actions == self._extra)
+            advance = ~stop if valid else allowed & ~stop
+        else:
+            stop = None
+            advance = allowed if not valid else self._every
+        with torch.no_grad():
+            h = self._advance(advance, actions, valid and stop is None)
+        if valid and stop is None and level is not None:
+            self._depth = depth + 1
+            self._level = level + 1
+            done = self._every if level + 1 == net.max_depth else self._never
+            ended = done
+        else:
+            self._depth = depth + advance
+            ended = advance & (self._depth == net.max_depth)
+            if stop is not None:
+                ended |= stop
+            done = ended if valid else ended | ~allowed
+            self._level = None
+
+        infos: dict[str, Any] = {}
+        if done is self._every or (done is not self._never and done.any()):
+            with torch.no_grad():
+                h = self._finish(h, done, ended, allowed, valid, rewards, infos)
+        self._h = h
+        if self._level is None:
+            depth = self._depth
+            if (depth == depth[0]).all():
+                self._level = int(depth[0])
+        if self._level is not None:
+            infos["action_mask"] = self._mask_rows[self._level].copy()
+        else:
+            infos["action_mask"] = self._masks[self._depth]
+        infos["_action_mask"] = self._every.copy()
+        return self._observations(), rewards, done.copy(), self._never.copy(), infos
+
+    def action_masks(self) -> np.ndarray:
+        """Boolean ``(num_envs, num_actions)`` mask of the allowed actions (for MaskablePPO)."""
+        return self._allowed[self._depth]
+
+    # ------------------------------------------------------------------ internals
+
+    def _check_actions(self, actions: Any) -> np.ndarray:
+        values = np.asarray(actions)
+        if values.shape != (self.num_envs,):
+            raise ValueError(
+                f"actions must have shape ({self.num_envs},), one per sub-environment; "
+                f"got shape {values.shape}"
+            )
+        if values.dtype != np.int64:
+            if values.dtype.kind not in "iufb":
+                raise ValueError(f"actions must be integers, got dtype {values.dtype}")
+            as_int = values.astype(np.int64)
+            if values.dtype.kind in "fb" and not np.array_equal(as_int, values):
+                env = int(np.flatnonzero(as_int != values)[0])
+                raise ValueError(f"sub-environment {env}: action {values[env]!r} is not an integer")
+            values = as_int
+        # One comparison catches both ends: negative actions wrap to huge unsigned values.
+        outside = values.view(np.uint64) >= self.single_action_space.n
+        if outside.any():
+            env = int(np.flatnonzero(outside)[0])
+            raise ValueError(
+                f"sub-environment {env}: action {int(values[env])} is outside the action "
+                f"space Discrete({self.single_action_space.n})"
+            )
+        return values
+
+    def _next_indices(self, count: int) -> np.ndarray:
+        """The next ``count`` samples of the shared stream (a new pass when one runs out)."""
+        parts = []
+        while count > 0:
+            if self._position >= self.num_samples:
+                self._position = 0
+                if self.sample_order == "shuffle":
+                    self._order = self.np_random.permutation(self.num_samples)
+            take = min(count, self.num_samples - self._position)
+            parts.append(self._order[self._position : self._position + take])
+            self._position += take
+            count -= take
+        indices = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return indices.astype(np.int64)
+
+    def _start(self, h: torch.Tensor, rows: np.ndarray | None, indices: np.ndarray) -> torch.Tensor:
+        """Begin routes on samples ``indices`` in sub-environments ``rows`` (all if None)."""
+        net = self.network
+        index = torch.from_numpy(indices).to(net.device)
+        first = _pad(net.embed(self._x.index_select(0, index)), net.activation_dim)
+        if rows is None:
+            self._depth = np.zeros(self.num_envs, dtype=np.int64)
+            self._level = 0
+            self._path.fill(-1)
+            self._path_length = np.zeros(self.num_envs, dtype=np.int64)
+            self._index = indices
+            self._task_now = self._task[indices]
+            return first
+        self._depth[rows] = 0
+        self._level = None
+        self._path[rows] = -1
+        self._path_length[rows] = 0
+        self._index[rows] = indices
+        self._task_now[rows] = self._task[indices]
+        return h.index_copy(0, torch.from_numpy(rows).to(net.device), first)
+
+    def _advance(self, advance: np.ndarray, actions: np.ndarray, everyone: bool) -> torch.Tensor:
+        """Activations after this step's modules (PASS is the identity; others unchanged)."""
+        net = self.network
+        h = self._h
+        if self._recurrent:
+            width = net.hidden_dim
+            chosen = actions if everyone else np.where(advance, actions, -1)
+            out = net.apply(h[:, :width], 0, chosen)
+            return _pad(out, net.activation_dim)
+        if everyone and self._level is not None:
+            d = self._level
+            return _pad(net.apply(h[:, : net.in_dims[d]], d, actions), net.activation_dim)
+        depth = self._depth
+        if not advance.any():
+            return h
+        h = h.clone()
+        for d in np.unique(depth[advance]).tolist():
+            rows = np.flatnonzero(advance & (depth == d))
+            index = torch.from_numpy(rows).to(h.device)
+            out = net.apply(h.index_select(0, index)[:, : net.in_dims[d]], d, actions[rows])
+            h.index_copy_(0, index, _pad(out, net.activation_dim))
+        return h
+
+    def _finish(
+        self,
+        h: torch.Tensor,
+        done: np.ndarray,
+        ended: np.ndarray,
+        allowed: np.ndarray,
+        valid: bool,
+        rewards: np.ndarray,
+        infos: dict[str, Any],
+    ) -> torch.Tensor:
+        """Pay the final rewards, train on the finished routes, fill infos, autoreset."""
+        net = self.network
+        n = self.num_envs
+        device = h.device
+        everyone = done is self._every or bool(done.all())
+        rows_done = self._rows if everyone else np.flatnonzero(done)
+        all_ended = valid and (ended is done or bool((ended == done).all()))
+        rows_ended = rows_done if all_ended else np.flatnonzero(ended)
+        samples = self._index[rows_ended]
+        labels_ended = self._y[samples]
+
+        final = np.zeros(n, dtype=np.float64)
+        loss = np.full(n, np.nan, dtype=np.float64)
+        if self._classification:
+            prediction = np.full(n, -1, dtype=np.int64)
+            correct = np.zeros(n, dtype=bool)
+        else:
+            prediction = np.full((n, *self._y.shape[1:]), np.nan, dtype=np.float64)
+            correct = np.full(n, None, dtype=object)
+        last = h
+        if len(rows_ended):
+            index = None if everyone and all_ended else torch.from_numpy(rows_ended).to(device)
+            ended_h = h if index is None else h.index_select(0, index)
+            if self._recurrent:
+                outputs = net.outputs(ended_h[:, : net.hidden_dim], self._task_now[rows_ended])
+                padded = _pad(outputs, net.activation_dim)
+                last = padded if index is None else h.index_copy(0, index, padded)
+            else:  # the last module's output is already in h
+                outputs = ended_h[:, : net.num_outputs]
+            outputs_np = outputs.cpu().numpy()
+            ended_loss = _losses(outputs_np, labels_ended, self._classification)
+            loss[rows_ended] = ended_loss
+            if self._classification:
+                predicted = outputs_np.argmax(axis=1)
+                hit = predicted == labels_ended
+                prediction[rows_ended] = predicted
+                correct[rows_ended] = hit
+                if self.reward_kind == "correct":
+                    final[rows_ended] = np.where(hit, 1.0, -1.0)
+                else:
+                    final[rows_ended] = -ended_loss
+            else:
+                shape = (len(rows_ended), *labels_ended.shape[1:])
+                prediction[rows_ended] = outputs_np.reshape(shape)
+                final[rows_ended] = -ended_loss
+            if self.train_modules:
+                sample = torch.from_numpy(samples).to(device)
+                net.add_routes(
+                    self._x.index_select(0, sample),
+                    self._task_tensor.index_select(0, sample),
+                    self._y_tensor.index_select(0, sample),
+                    torch.from_numpy(self._path[rows_ended]).to(device),
+                )
+        if valid:
+            invalid = self._never.copy()
+        else:
+            invalid = ~allowed
+            worst = -1.0 if self.reward_kind == "correct" else -self.invalid_action_loss
+            final[invalid] = worst
+        rewards += final
+
+        # The finished routes' last observations and infos.
+        if everyone:
+            activation = last.cpu().numpy()
+        else:
+            activation = last.index_select(0, torch.from_numpy(rows_done).to(device)).cpu().numpy()
+        tasks_done = self._task_now[rows_done]
+        lengths = self._path_length[rows_done]
+        count = len(rows_done)
+        final_obs = np.empty(n, dtype=object)
+        final_obs[rows_done] = _objects(
+            (
+                {"activation": a, "task": t, "depth": d}
+                for a, t, d in zip(activation, tasks_done.tolist(), lengths.tolist(), strict=True)
+            ),
+            count,
+        )
+        path_rows = self._path[rows_done].tolist()
+        paths = np.empty(n, dtype=object)
+        if (lengths == net.max_depth).all():
+            paths[rows_done] = _objects(map(tuple, path_rows), count)
+        else:
+            pairs = zip(path_rows, lengths.tolist(), strict=True)
+            paths[rows_done] = _objects((tuple(path[:length]) for path, length in pairs), count)
+        if everyone:
+            label_column = self._y[self._index]
+            task_column = tasks_done
+            sample_column = self._index.copy()
+        else:
+            label_column = np.zeros((n, *self._y.shape[1:]), dtype=self._y.dtype)
+            label_column[rows_done] = self._y[self._index[rows_done]]
+            task_column = np.zeros(n, dtype=np.int64)
+            task_column[rows_done] = tasks_done
+            sample_column = np.zeros(n, dtype=np.int64)
+            sample_column[rows_done] = self._index[rows_done]
+        columns = (
+            self._mask_rows[net.max_depth].copy(),
+            correct,
+            loss,
+            prediction,
+            label_column,
+            task_column,
+            paths,
+            sample_column,
+            final,
+            invalid,
+        )
+        final_info: dict[str, Any] = {}
+        for key, column in zip(END_INFO_KEYS, columns, strict=True):
+            final_info[key] = column
+            final_info[f"_{key}"] = done.copy()
+        infos["final_obs"] = final_obs
+        infos["_final_obs"] = done.copy()
+        infos["final_info"] = final_info
+        infos["_final_info"] = done.copy()
+
+        # Same-step autoreset.
+        new_indices = self._next_indices(len(rows_done))
+        h = self._start(last, None if everyone else rows_done, new_indices)
+        if everyone:
+            infos["task"] = self._task_now.copy()
+            infos["sample_index"] = new_indices.copy()
+        else:
+            task_new = np.zeros(n, dtype=np.int64)
+            task_new[rows_done] = self._task_now[rows_done]
+            sample_new = np.zeros(n, dtype=np.int64)
+            sample_new[rows_done] = new_indices
+            infos["task"] = task_new
+            infos["sample_index"] = sample_new
+        infos["_task"] = done.copy()
+        infos["_sample_index"] = done.copy()
+        return h
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        return {
+            "activation": self._h.cpu().numpy().copy(),
+            "task": self._task_now.copy(),
+            "depth": self._depth.copy(),
+        }
+
+
+def _objects(items: Any, count: int) -> np.ndarray:
+    """A 1-D object array of ``items`` (tuples stay elements, not rows)."""
+    return np.fromiter(items, dtype=object, count=count)
+
+
+def _pad(h: torch.Tensor, width: int) -> torch.Tensor:
+    """Zero-pad activations to ``width`` columns (the observation's ``activation_dim``)."""
+    if h.shape[1] == width:
+        return h
+    return torch.nn.functional.pad(h, (0, width - h.shape[1]))
+
+
+def _losses(outputs: np.ndarray, labels: np.ndarray, classification: bool) -> np.ndarray:
+    """Per-row cross-entropy or mean squared error in float64, as ``loss_sample``."""
+    values = outputs.astype(np.float64)
+    if classification:
+        shifted = values - values.max(axis=1, keepdims=True)
+        log_total = np.log(np.exp(shifted).sum(axis=1))
+        return log_total - shifted[np.arange(len(labels)), labels.astype(np.int64)]
+    target = labels.astype(np.float64).reshape(values.shape)
+    return ((values - target) ** 2).mean(axis=1)
+
+
+def _frequencies(history: Any, layers: int | np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """``C(a)`` of each decision, read from the window as it stands (before recording)."""
+    counts = getattr(history, "_counts", None)
+    filled = getattr(history, "_filled", None)
+    if counts is None or filled is None:
+        layer_list = np.broadcast_to(layers, actions.shape).tolist()
+        pairs = zip(layer_list, actions.tolist(), strict=True)
+        return np.array([history.frequency(layer, action) for layer, action in pairs])
+    totals = filled[layers]
+    return np.where(totals > 0, counts[layers, actions] / np.maximum(totals, 1), 0.0)
+
+
+def _record(history: Any, layers: int | np.ndarray, actions: np.ndarray) -> None:
+    """``history.record(layer, action)`` for each decision in order, vectorised.
+
+    Equivalent to the calls one by one: the decisions go into the ring as slices, each slot
+    evicting what it held; decisions that a later one of the same call would overwrite (more
+    than ``window`` of them) are counted in and out at once.
+    """
+    needed = ("_recent", "_counts", "_next", "_filled", "window")
+    if not all(hasattr(history, name) for name in needed):
+        layer_list = np.broadcast_to(layers, actions.shape).tolist()
+        for layer, action in zip(layer_list, actions.tolist(), strict=True):
+            history.record(layer, action)
+        return
+    if isinstance(layers, int):
+        groups = [(layers, actions)]
+    else:
+        groups = [(layer, actions[layers == layer]) for layer in np.unique(layers).tolist()]
+    window = history.window
+    recent, counts, filled = history._recent, history._counts, history._filled
+    num_actions = counts.shape[1]
+    for layer, chosen in groups:
+        counts[layer] += np.bincount(chosen, minlength=num_actions)
+        position = int(history._next[layer])
+        # Write the decisions into the ring in order, as slices (at most two per lap); each
+        # slot written evicts the decision it held, if any.
+        start = max(0, len(chosen) - window)  # earlier ones are evicted within this call
+        if start:
+            overwritten = chosen[:start]
+            counts[layer] -= np.bincount(overwritten, minlength=num_actions)
+            position = (position + start) % window
+        remaining = chosen[start:]
+        while len(remaining):
+            take = min(len(remaining), window - position)
+            ring = recent[layer, position : position + take]
+            if filled[layer] < window:
+                evicted = ring[ring >= 0]
+                filled[layer] += take - len(evicted)
+            else:
+                evicted = ring
+            counts[layer] -= np.bincount(evicted, minlength=num_actions)
+            ring[:] = remaining[:take]
+            remaining = remaining[take:]
+            position = (position + take) % window
+        history._next[layer] = position
