@@ -11,7 +11,7 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
-from agents.tabular import as_masks, check_indices, decisions, epsilon_greedy, sample, visit_index
+from agents.tabular import as_masks, check_indices, decisions, epsilon_greedy, sample, visit_groups
 
 
 @register
@@ -150,9 +150,8 @@ class AdvantageLearning(Agent):
             return
         tasks, depths, actions, returns = decisions(episodes, self.gamma)
         check_indices((tasks, depths, actions), self.a.shape)
-        visit = visit_index(tasks * self.max_depth + depths)
-        for k in range(visit.max() + 1):
-            t, d, a, ret = (x[visit == k] for x in (tasks, depths, actions, returns))
+        for now in visit_groups(tasks * self.max_depth + depths):
+            t, d, a, ret = tasks[now], depths[now], actions[now], returns[now]
             advantage = ret - self.v[t, d]  # R_i - V(s), with V before eq. 7.1's update
             self.v[t, d] += self.lr * advantage  # eq. 7.1
             self.a[t, d, a] += self.lr * (advantage - self.a[t, d, a])  # eq. 7.2

@@ -5,7 +5,9 @@ An agent (a router) chooses actions from observations and learns from whole rout
 * ``act(obs, info) -> int``: one action; ``info["action_mask"]`` marks the allowed actions.
 * ``act_batch(obs, masks) -> np.ndarray``: many states at once (``obs`` a dict of stacked
   arrays, as a Gymnasium vector env returns them).
-* ``learn(episode)`` / ``learn_batch(episodes)``: update from finished routes.
+* ``learn(episode)`` / ``learn_batch(episodes)``: update from finished routes. Vector training
+  hands ``learn_batch`` an :class:`EpisodeBatch`: a sequence of :class:`Episode` that also holds
+  the routes as stacked arrays, which tabular agents read without a loop over the routes.
 * ``greedy``: when ``True`` the agent acts without exploration (evaluation).
 * ``seed=``: every agent owns its random stream (``self.rng``); two agents built with different
   seeds never share draws.
@@ -19,7 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 import numpy as np
 import torch
@@ -75,6 +77,129 @@ class Episode:
             running = rewards[i] + gamma * running
             out[i] = running
         return out + final
+
+
+class EpisodeBatch(Sequence[Episode]):
+    """Finished routes as arrays, one row per route, padded after each route's last decision.
+
+    A vector env's steps already come as stacked arrays; keeping them stacked spares building an
+    :class:`Episode` (with a dict per decision) for every route when the agent can learn from
+    the arrays directly, as the tabular agents do (:func:`agents.tabular.decisions`). The batch
+    is still a ``Sequence[Episode]``: indexing or iterating builds the episodes on demand, the
+    same ones (same keys, values and types) as routing each sample alone would give, so every
+    ``learn_batch`` accepts it. Slicing gives an :class:`EpisodeBatch`.
+
+    Args:
+        activation: ``(B, L, activation_dim)`` observed activations.
+        task: ``(B, L)`` observed task ids.
+        depth: ``(B, L)`` observed depths.
+        action_mask: ``(B, L, num_actions)`` the mask that came with each decision.
+        actions: ``(B, L)`` actions taken.
+        rewards: ``(B, L)`` rewards received; the last of a route includes the final reward.
+        lengths: ``(B,)`` decisions per route (at least 1, at most ``L``).
+        final_info: end-of-route info as columns: each key maps to an array with one entry per
+            route (``final_reward``, ``correct``, ``path``, ...).
+
+    Entries after a route's last decision are padding: actions ``-1``, rewards ``0``.
+    """
+
+    def __init__(
+        self,
+        activation: np.ndarray,
+        task: np.ndarray,
+        depth: np.ndarray,
+        action_mask: np.ndarray,
+        actions: np.ndarray,
+        rewards: np.ndarray,
+        lengths: np.ndarray,
+        final_info: Mapping[str, np.ndarray],
+    ) -> None:
+        self.activation = activation
+        self.task = task
+        self.depth = depth
+        self.action_mask = action_mask
+        self.actions = actions
+        self.rewards = rewards
+        self.lengths = lengths
+        self.final_info = dict(final_info)
+        self._info_lists: dict[str, list[Any]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    @overload
+    def __getitem__(self, index: int) -> Episode: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> EpisodeBatch: ...
+
+    def __getitem__(self, index: int | slice) -> Episode | EpisodeBatch:
+        if isinstance(index, slice):
+            return EpisodeBatch(
+                self.activation[index],
+                self.task[index],
+                self.depth[index],
+                self.action_mask[index],
+                self.actions[index],
+                self.rewards[index],
+                self.lengths[index],
+                {key: column[index] for key, column in self.final_info.items()},
+            )
+        row = range(len(self))[index]  # negative indices and bounds, as a list's
+        return self._episode(row)
+
+    def _episode(self, row: int) -> Episode:
+        if self._info_lists is None:
+            # Python scalars (and row arrays for wider columns), as a single env's info holds.
+            self._info_lists = {
+                key: column.tolist() if column.ndim == 1 else list(column)
+                for key, column in self.final_info.items()
+            }
+        length = int(self.lengths[row])
+        activation = self.activation[row]
+        tasks = self.task[row, :length].tolist()
+        depths = self.depth[row, :length].tolist()
+        masks = self.action_mask[row]
+        return Episode(
+            [
+                {"activation": activation[i], "task": tasks[i], "depth": depths[i]}
+                for i in range(length)
+            ],
+            self.actions[row, :length].tolist(),
+            self.rewards[row, :length].tolist(),
+            [{"action_mask": masks[i]} for i in range(length)],
+            {key: values[row] for key, values in self._info_lists.items()},
+        )
+
+    @property
+    def valid(self) -> np.ndarray:
+        """``(B, L)`` boolean: which entries are decisions (not padding)."""
+        return np.arange(self.actions.shape[1]) < self.lengths[:, None]
+
+    def returns(self, gamma: float = 1.0) -> np.ndarray:
+        """``(B, L)`` returns ``R_i``, each row equal to :meth:`Episode.returns` of its route
+        (zero on padding)."""
+        rewards = np.asarray(self.rewards, dtype=np.float64)
+        final = np.zeros(len(self))
+        if "final_reward" in self.final_info:
+            final = np.asarray(self.final_info["final_reward"], dtype=np.float64)
+            rewards = rewards.copy()
+            rewards[np.arange(len(self)), self.lengths - 1] -= final
+        out = np.empty_like(rewards)
+        running = np.zeros(len(self))
+        # Backwards over the columns with the arithmetic of Episode.returns, so the values are
+        # identical; padding (reward 0) keeps the running sum at 0 until a route's last step.
+        for i in range(rewards.shape[1] - 1, -1, -1):
+            running = rewards[:, i] + gamma * running
+            out[:, i] = running
+        return np.where(self.valid, out + final[:, None], 0.0)
+
+    def total_rewards(self) -> np.ndarray:
+        """Each route's ``sum(episode.rewards)``, added in the same order."""
+        total = np.zeros(len(self))
+        for i in range(self.rewards.shape[1]):
+            total = total + self.rewards[:, i]
+        return total
 
 
 class Agent:

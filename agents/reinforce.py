@@ -11,7 +11,7 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
-from agents.tabular import as_masks, check_indices, decision_masks, decisions, sample, visit_index
+from agents.tabular import as_masks, check_indices, decision_masks, decisions, sample, visit_groups
 
 
 @register
@@ -125,9 +125,7 @@ class Reinforce(Agent):
         tasks, depths, actions, returns = decisions(episodes, self.gamma)
         masks = decision_masks(episodes, self.num_actions)
         check_indices((tasks, depths, actions), self.theta.shape)
-        visit = visit_index(tasks * self.max_depth + depths)
-        for k in range(visit.max() + 1):
-            now = visit == k
+        for now in visit_groups(tasks * self.max_depth + depths):
             t, d, a, ret = tasks[now], depths[now], actions[now], returns[now]
             grad_log_pi = -self._probabilities(t, d, masks[now])  # - pi(. | s) ...
             grad_log_pi[np.arange(len(a)), a] += 1.0  # ... + onehot(a)

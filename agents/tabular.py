@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from agents.base import Episode
+from agents.base import Episode, EpisodeBatch
 
 
 def as_masks(masks: np.ndarray) -> np.ndarray:
@@ -64,7 +64,18 @@ def epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.
 def decisions(
     episodes: Sequence[Episode], gamma: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Task, depth, action and return ``R_i`` of every decision of ``episodes``, in order."""
+    """Task, depth, action and return ``R_i`` of every decision of ``episodes``, in order.
+
+    An :class:`~agents.base.EpisodeBatch` is read from its arrays, without a loop over routes.
+    """
+    if isinstance(episodes, EpisodeBatch):
+        valid = episodes.valid
+        return (
+            np.asarray(episodes.task, dtype=np.int64)[valid],
+            np.asarray(episodes.depth, dtype=np.int64)[valid],
+            np.asarray(episodes.actions, dtype=np.int64)[valid],
+            episodes.returns(gamma)[valid],
+        )
     tasks, depths, actions, returns = [], [], [], []
     for episode in episodes:
         tasks += [obs["task"] for obs in episode.observations]
@@ -82,6 +93,8 @@ def decisions(
 def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:
     """The ``action_mask`` of every decision of ``episodes``, in order (all actions when a
     decision's info has none)."""
+    if isinstance(episodes, EpisodeBatch):
+        return as_masks(episodes.action_mask[episodes.valid])
     everything = np.ones(num_actions)
     masks = []
     for episode in episodes:
@@ -92,9 +105,25 @@ def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:
 
 def visit_index(states: np.ndarray) -> np.ndarray:
     """For each decision, how many earlier decisions were made in the same state."""
-    visits: dict[int, int] = {}
-    index = []
-    for state in states.tolist():
-        index.append(visits.get(state, 0))
-        visits[state] = index[-1] + 1
-    return np.array(index)
+    states = np.asarray(states)
+    order = np.argsort(states, kind="stable")  # each state's decisions together, in order
+    ordered = states[order]
+    first = np.ones(len(states), dtype=bool)
+    first[1:] = ordered[1:] != ordered[:-1]
+    starts = np.flatnonzero(first)
+    # Position in the sorted run minus the position where the run of that state starts.
+    rank = np.arange(len(states)) - np.repeat(starts, np.diff(np.append(starts, len(states))))
+    index = np.empty(len(states), dtype=np.int64)
+    index[order] = rank
+    return index
+
+
+def visit_groups(states: np.ndarray) -> list[np.ndarray]:
+    """The decisions grouped by :func:`visit_index`: group ``k`` holds, in order, the indices
+    of the decisions that are the ``k``-th in their state (so its states are distinct)."""
+    visit = visit_index(states)
+    if not len(visit):
+        return []
+    order = np.argsort(visit, kind="stable")
+    bounds = np.cumsum(np.bincount(visit))
+    return np.split(order, bounds[:-1])

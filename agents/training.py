@@ -4,7 +4,8 @@
 :class:`~agents.base.Episode` and, every ``eval_every`` episodes, records metrics (an "epoch").
 Given a Gymnasium vector env (:class:`~routing_env.vector.RoutingVectorEnv`) it routes
 ``num_envs`` samples at once: one ``act_batch`` per step, and ``learn_batch`` on the routes
-that finished in that step, oldest sub-environment first.
+that finished in that step, oldest sub-environment first, as an
+:class:`~agents.base.EpisodeBatch` (a sequence of episodes kept as stacked arrays).
 :func:`evaluate` routes every sample of a test environment once with the agent in greedy mode
 and reports accuracy, per-task accuracy, selection entropy, modules in use and the routing map
 (task x depth -> most chosen action).
@@ -22,7 +23,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
-from agents.base import Agent, Episode
+from agents.base import Agent, Episode, EpisodeBatch
 
 
 def run_episode(
@@ -201,12 +202,12 @@ def train(
     if vector:
         number = 0
         for finished in _vector_routes(agent, env, episodes, seed):
-            while finished:
+            while len(finished):
                 room = min(epoch_length - number % epoch_length, episodes - number)
                 part, finished = finished[:room], finished[room:]
                 agent.learn_batch(part)
-                returns.extend(sum(episode.rewards) for episode in part)
-                hits.extend(bool(episode.final_info["correct"]) for episode in part)
+                returns.extend(part.total_rewards().tolist())
+                hits.extend(_hits(part.final_info["correct"]))
                 number += len(part)
                 bar.update(len(part))
                 if number % epoch_length == 0 or number == episodes:
@@ -255,12 +256,12 @@ def _check_vector_training(agent: Agent, eval_env: Any) -> None:
 
 def _vector_routes(
     agent: Agent, env: VectorEnv, episodes: int, seed: int | None
-) -> Iterator[list[Episode]]:
-    """Step ``env`` with ``agent.act_batch``; yield each step's finished routes as episodes.
+) -> Iterator[EpisodeBatch]:
+    """Step ``env`` with ``agent.act_batch``; yield each step's finished routes as a batch.
 
-    Decisions are logged as the step's stacked arrays; a finished route's episode is cut from
-    the steps since its sub-environment's route began (same-step autoreset: a route begins on
-    the observation returned with its predecessor's end). Stops once ``episodes`` routes
+    Decisions are logged as the step's stacked arrays; a finished route is cut from the steps
+    since its sub-environment's route began (same-step autoreset: a route begins on the
+    observation returned with its predecessor's end). Stops once ``episodes`` routes
     finished; the last batch is cut to that count.
     """
     obs, infos = env.reset(seed=seed)
@@ -284,76 +285,62 @@ def _vector_routes(
         done = np.logical_or(terminated, truncated)
         if done.any():
             rows = np.flatnonzero(done)[: episodes - finished]
-            final_infos = _final_infos(next_infos, rows)
-            routes: list[Episode | None] = [None] * len(rows)
-            starts = began[rows]
-            for first in np.unique(starts).tolist():
-                group = np.flatnonzero(starts == first)
-                built = _episodes(steps, first, number, rows[group], final_infos, group)
-                for position, episode in zip(group.tolist(), built, strict=True):
-                    routes[position] = episode
+            batch = _batch(steps, began[rows], number, rows, _final_columns(next_infos, rows))
             finished += len(rows)
             began[done] = number + 1
             for old in range(min(steps), int(began.min())):
                 del steps[old]
-            yield routes  # type: ignore[misc]
+            yield batch
         obs, infos = next_obs, next_infos
         number += 1
 
 
-def _episodes(
+def _batch(
     steps: Mapping[int, tuple[np.ndarray, ...]],
-    first: int,
+    starts: np.ndarray,
     last: int,
     rows: np.ndarray,
-    final_infos: list[dict[str, Any]],
-    positions: np.ndarray,
-) -> list[Episode]:
-    """Episodes of the sub-environments ``rows``, whose routes ran from step ``first`` to
-    ``last``: one pass per step over the stacked arrays, not one per decision."""
-    observations, infos, actions, rewards = [], [], [], []
-    for number in range(first, last + 1):
-        activation, task, depth, masks, step_actions, step_rewards = steps[number]
-        observations.append(
-            [
-                {"activation": a, "task": t, "depth": d}
-                for a, t, d in zip(
-                    activation[rows], task[rows].tolist(), depth[rows].tolist(), strict=True
-                )
-            ]
-        )
-        infos.append([{"action_mask": mask} for mask in masks[rows]])
-        actions.append(step_actions[rows])
-        rewards.append(step_rewards[rows])
-    route_actions = np.stack(actions, axis=1).tolist()
-    route_rewards = np.stack(rewards, axis=1).tolist()
-    return [
-        Episode(list(route_obs), route_act, route_rew, list(route_infos), final_infos[position])
-        for route_obs, route_act, route_rew, route_infos, position in zip(
-            zip(*observations, strict=True),
-            route_actions,
-            route_rewards,
-            zip(*infos, strict=True),
-            positions.tolist(),
-            strict=True,
-        )
-    ]
+    final_info: dict[str, np.ndarray],
+) -> EpisodeBatch:
+    """The routes of sub-environments ``rows``, which began at steps ``starts`` and ended at
+    step ``last``, stacked from the logged steps (one pass per step, not per decision)."""
+    first = int(starts.min())
+    lengths = last - starts + 1
+    if (starts == first).all():  # all began together: plain stacking
+        columns = zip(*(steps[number] for number in range(first, last + 1)), strict=True)
+        stacked = [np.stack([step[rows] for step in column], axis=1) for column in columns]
+    else:
+        width = int(lengths.max())
+        stacked = []
+        for field, template in enumerate(steps[last]):
+            padding = -1 if field == 4 else 0  # actions are padded with -1
+            shape = (len(rows), width, *template.shape[1:])
+            stacked.append(np.full(shape, padding, dtype=template.dtype))
+        for number in range(first, last + 1):
+            live = np.flatnonzero(starts <= number)
+            position = number - starts[live]
+            for column, values in zip(stacked, steps[number], strict=True):
+                column[live, position] = values[rows[live]]
+    activation, task, depth, masks, actions, rewards = stacked
+    return EpisodeBatch(activation, task, depth, masks, actions, rewards, lengths, final_info)
 
 
-def _final_infos(infos: Mapping[str, Any], rows: np.ndarray) -> list[dict[str, Any]]:
-    """The single-env style end-of-route info of each finished sub-environment in ``rows``."""
+def _final_columns(infos: Mapping[str, Any], rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The end-of-route info of the finished sub-environments ``rows``, as columns."""
     batched = infos.get("final_info")
     if batched is None:
         raise KeyError(
             "a route ended but the vector env's infos have no 'final_info': vector training "
             "needs same-step autoreset with the finished routes' infos kept (RoutingVectorEnv)"
         )
-    keys = [key for key in batched if not key.startswith("_")]
-    columns = []
-    for key in keys:
-        values = np.asarray(batched[key])[rows]
-        columns.append(values.tolist() if values.ndim == 1 else list(values))
-    return [dict(zip(keys, values, strict=True)) for values in zip(*columns, strict=True)]
+    return {key: np.asarray(value)[rows] for key, value in batched.items() if key[0] != "_"}
+
+
+def _hits(correct: np.ndarray) -> list[bool]:
+    """``bool(info["correct"])`` of each route (``None`` for regression counts as a miss)."""
+    if correct.dtype == bool:
+        return correct.tolist()
+    return [bool(value) for value in correct.tolist()]
 
 
 def write_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str:

@@ -18,7 +18,7 @@ from agents.tabular import (
     decisions,
     restrict,
     sample,
-    visit_index,
+    visit_groups,
 )
 
 WEIGHTINGS = ("original", "printed")
@@ -189,37 +189,53 @@ class WPL(Agent):
         tasks, depths, actions, returns = decisions(episodes, self.gamma)
         masks = decision_masks(episodes, self.num_actions)
         check_indices((tasks, depths, actions), self.pi.shape)
-        visit = visit_index(tasks * self.max_depth + depths)
-        for k in range(visit.max() + 1):
-            now = visit == k
-            self._update(tasks[now], depths[now], actions[now], returns[now], masks[now])
+        states = tasks * self.max_depth + depths
+        # The updates read and write the tables through flat (state, action) views.
+        self.pi = np.ascontiguousarray(self.pi)
+        self.rbar = np.ascontiguousarray(self.rbar)
+        pi_table = self.pi.reshape(-1, self.num_actions)
+        rbar_table = self.rbar.reshape(-1)
+        for now in visit_groups(states):
+            self._update(pi_table, rbar_table, states[now], actions[now], returns[now], masks[now])
 
     def _update(
         self,
-        tasks: np.ndarray,
-        depths: np.ndarray,
+        pi_table: np.ndarray,
+        rbar_table: np.ndarray,
+        states: np.ndarray,
         actions: np.ndarray,
         returns: np.ndarray,
         masks: np.ndarray,
     ) -> None:
-        """One WPL step in each of several distinct states."""
+        """One WPL step in each of several distinct states (rows of the flat tables)."""
         rows = np.arange(len(actions))
-        rbar = (1.0 - self.lr) * self.rbar[tasks, depths] + self.lr * returns  # Alg. 5.1 line 5
-        self.rbar[tasks, depths] = rbar
+        rbar = (1.0 - self.lr) * rbar_table[states] + self.lr * returns  # Alg. 5.1 line 5
+        rbar_table[states] = rbar
         delta = returns - rbar  # line 7, with the updated Rbar
-        table = self.pi[tasks, depths]
-        pi = restrict(table, masks)  # the policy that acted
+        table = pi_table[states]
+        # The policy that acted: the table restricted to the allowed actions (as `restrict`).
+        allowed = table * masks
+        allowed_share = allowed.sum(axis=1, keepdims=True)
+        if (allowed_share > 0).all():
+            pi = allowed / allowed_share
+        else:
+            pi = restrict(table, masks)
         pi_a = pi[rows, actions]
         if self.weighting == "original":
             delta *= np.where(delta > 0, 1.0 - pi_a, pi_a)  # 001 7.4 and JAIR 2008
         else:
             delta *= np.where(delta < 0, 1.0 - pi_a, pi_a)  # lines 9-12 as printed
         pi[rows, actions] += self.lr * delta  # line 13: pi + lr * onehot(a) * delta ...
-        pi = np.clip(pi, self.min_prob, 1.0) * masks  # ... projected: clip to [0, 1] ...
-        # A pure strategy whose only action is pushed below 0 leaves nothing to normalise
-        # (the seeds do not say what happens); restart that state from uniform, not NaN.
-        empty = pi.sum(axis=1) <= 0
-        pi[empty] = masks[empty]
-        pi /= pi.sum(axis=1, keepdims=True)  # ... and divide by the sum
-        allowed_share = (table * masks).sum(axis=1, keepdims=True)
-        self.pi[tasks, depths] = np.where(masks, pi * allowed_share, table)
+        np.maximum(pi, self.min_prob, out=pi)  # ... projected: clip to [0, 1] ...
+        np.minimum(pi, 1.0, out=pi)
+        pi *= masks
+        total = pi.sum(axis=1, keepdims=True)
+        empty = total[:, 0] <= 0
+        if empty.any():
+            # A pure strategy whose only action is pushed below 0 leaves nothing to
+            # normalise (the seeds do not say what happens); restart that state from
+            # uniform, not NaN.
+            pi[empty] = masks[empty]
+            total = pi.sum(axis=1, keepdims=True)
+        pi /= total  # ... and divide by the sum
+        pi_table[states] = np.where(masks, pi * allowed_share, table)

@@ -472,6 +472,40 @@ def test_train_on_the_vector_env_counts_routes_and_episodes():
         assert episode.infos[0]["action_mask"].shape == (11,)
 
 
+def test_vector_training_hands_over_the_routes_a_single_env_replays():
+    """Routes of different lengths (recurrent, stop) come as an EpisodeBatch whose episodes
+    are what routing each sample alone gives (frozen modules, so the replay is exact)."""
+    envs = RoutingVectorEnv(6, "digits-mtl", routing="recurrent", train_modules=False)
+    single = RoutingEnv("digits-mtl", network=envs.network, train_modules=False)
+    batches = []
+
+    class Recorder(agents.RandomRouter):
+        def learn_batch(self, episodes):
+            batches.append(episodes)
+
+    agents.train(Recorder(seed=1), envs, episodes=40, progress=False, seed=0)
+    assert all(isinstance(batch, agents.base.EpisodeBatch) for batch in batches)
+    routes = [episode for batch in batches for episode in batch]
+    assert len(routes) == 40 and len({len(episode) for episode in routes}) > 1
+    for episode in routes:
+        info = episode.final_info
+        obs, first_info = single.reset(options={"sample_index": info["sample_index"]})
+        replay = [(obs, first_info)]
+        for action in episode.actions:
+            obs, reward, terminated, _, step_info = single.step(action)
+            replay.append((obs, step_info))
+        assert terminated and tuple(episode.actions) == info["path"] == step_info["path"]
+        assert episode.rewards[-1] == reward and info["correct"] == step_info["correct"]
+        for seen, (expected, expected_info), mask in zip(
+            episode.observations, replay, (i["action_mask"] for i in episode.infos), strict=False
+        ):
+            assert seen["task"] == expected["task"] and seen["depth"] == expected["depth"]
+            np.testing.assert_allclose(seen["activation"], expected["activation"], atol=1e-5)
+            np.testing.assert_array_equal(mask, expected_info["action_mask"])
+    returns = np.concatenate([batch.total_rewards() for batch in batches])
+    np.testing.assert_array_equal(returns, [sum(episode.rewards) for episode in routes])
+
+
 def test_train_refuses_dispatched_routers_and_vector_eval_envs():
     envs = RoutingVectorEnv(2, "digits-mtl")
     with pytest.raises(TypeError, match="Dispatched"):

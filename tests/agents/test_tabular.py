@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from agents.advantage import AdvantageLearning
-from agents.base import Episode
+from agents.base import Episode, EpisodeBatch
 from agents.persistence import load, save
 from agents.q_learning import QLearning
 from agents.reinforce import Reinforce
+from agents.tabular import visit_groups, visit_index
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 
@@ -367,6 +368,87 @@ def test_learn_batch_equals_sequential_learn(cls):
         np.testing.assert_allclose(got[name], expected[name], rtol=0, atol=1e-12, err_msg=name)
     untrained = state_arrays(cls(2, 3, 4))
     assert any(not np.array_equal(untrained[name], expected[name]) for name in expected)
+
+
+def as_batch(routes: list[Episode], num_actions: int = 4) -> EpisodeBatch:
+    """The routes as an :class:`EpisodeBatch` (padded; all actions allowed where a route's
+    infos carry no mask, as :func:`agents.tabular.decision_masks` reads them)."""
+    width = max(len(route) for route in routes)
+    count = len(routes)
+    batch = {
+        "activation": np.zeros((count, width, 1), dtype=np.float32),
+        "task": np.zeros((count, width), dtype=np.int64),
+        "depth": np.zeros((count, width), dtype=np.int64),
+        "action_mask": np.zeros((count, width, num_actions), dtype=np.int8),
+        "actions": np.full((count, width), -1, dtype=np.int64),
+        "rewards": np.zeros((count, width)),
+    }
+    for row, route in enumerate(routes):
+        for i, observation in enumerate(route.observations):
+            batch["activation"][row, i] = observation["activation"]
+            batch["task"][row, i] = observation["task"]
+            batch["depth"][row, i] = observation["depth"]
+            info = route.infos[i] if route.infos else {}
+            batch["action_mask"][row, i] = info.get("action_mask", np.ones(num_actions))
+        batch["actions"][row, : len(route)] = route.actions
+        batch["rewards"][row, : len(route)] = route.rewards
+    lengths = np.array([len(route) for route in routes])
+    final = {"final_reward": np.array([route.final_info["final_reward"] for route in routes])}
+    return EpisodeBatch(**batch, lengths=lengths, final_info=final)
+
+
+@pytest.mark.parametrize("cls", AGENTS)
+def test_learn_batch_on_an_episode_batch_equals_sequential_learn(cls):
+    """The array path (EpisodeBatch) gives exactly the tables of learning route by route."""
+    routes = random_routes(seed=3, count=60)
+    one_by_one, batched = cls(2, 3, 4, lr=0.3, seed=0), cls(2, 3, 4, lr=0.3, seed=0)
+    for route in routes:
+        one_by_one.learn(route)
+    batch = as_batch(routes)
+    batched.learn_batch(batch[:17])
+    batched.learn_batch(batch[17:])
+    expected, got = state_arrays(one_by_one), state_arrays(batched)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name], err_msg=name)
+    untrained = state_arrays(cls(2, 3, 4))
+    assert any(not np.array_equal(untrained[name], expected[name]) for name in expected)
+
+
+def test_episode_batch_reads_back_as_the_episodes():
+    routes = random_routes(seed=4, count=12)
+    batch = as_batch(routes)
+    assert len(batch) == 12 and len(batch[3:7]) == 4
+    returns = batch.returns(gamma=0.9)
+    for row, (route, got) in enumerate(zip(routes, batch, strict=True)):
+        assert got.actions == route.actions and got.rewards == route.rewards
+        assert [o["task"] for o in got.observations] == [o["task"] for o in route.observations]
+        assert [o["depth"] for o in got.observations] == [o["depth"] for o in route.observations]
+        assert all(type(o["task"]) is int for o in got.observations)
+        assert got.final_info == route.final_info
+        assert len(got.infos) == len(route) and got.infos[0]["action_mask"].shape == (4,)
+        np.testing.assert_array_equal(returns[row, : len(route)], route.returns(0.9))
+        assert not returns[row, len(route) :].any()
+        assert batch.total_rewards()[row] == sum(route.rewards)
+    assert batch[-1].actions == routes[-1].actions
+    assert batch[5:][0].actions == routes[5].actions
+    with pytest.raises(IndexError):
+        batch[12]
+
+
+def test_visit_index_counts_earlier_visits_of_the_same_state():
+    states = np.random.default_rng(0).integers(0, 5, 200)
+    seen: dict[int, int] = {}
+    expected = []
+    for state in states.tolist():
+        expected.append(seen.get(state, 0))
+        seen[state] = expected[-1] + 1
+    np.testing.assert_array_equal(visit_index(states), expected)
+    groups = visit_groups(states)
+    assert [len(np.unique(states[group])) for group in groups] == [len(g) for g in groups]
+    np.testing.assert_array_equal(np.sort(np.concatenate(groups)), np.arange(200))
+    for k, group in enumerate(groups):
+        assert (np.diff(group) > 0).all() and (visit_index(states)[group] == k).all()
+    assert visit_groups(np.array([], dtype=np.int64)) == []
 
 
 @pytest.mark.parametrize("cls", AGENTS)
