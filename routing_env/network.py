@@ -803,19 +803,27 @@ class _GroupLayout:
         "one_chunk_per_group",
         "sources",
         "_tensors",
+        "_last_group",
+        "_last_first_slot",
     )
 
     def __init__(self, groups: np.ndarray, count: int) -> None:
         self._tensors: dict[tuple[str, torch.device], torch.Tensor] = {}
         rows = len(groups)
+        # Array methods rather than np.* functions: this runs once per routed layer and step
+        # on small arrays, where the functions' dispatch costs as much as the work.
         sizes = np.bincount(groups, minlength=count)
         if sizes.shape[0] > count:
             raise IndexError(f"group index {int(groups.max())} is outside 0..{count - 1}")
-        self.used = np.flatnonzero(sizes)
-        self.single = len(self.used) == 1
+        self.used = sizes.nonzero()[0]
+        groups_used = len(self.used)
+        self.single = groups_used == 1
         self.chunk_groups = self.used
         self.chunk_local = np.zeros(1, dtype=np.int64)
         self.one_chunk_per_group = True
+        # The last used group (the identity slot, when used) and its first padded slot.
+        self._last_group = int(self.used[-1]) if groups_used else -1
+        self._last_first_slot = 0
         if self.single:  # one chunk holding the rows in order
             self.chunk_size = rows
             self.slots = self.sources = np.arange(rows)
@@ -824,36 +832,38 @@ class _GroupLayout:
         largest = int(used_sizes.max())
         # One chunk per group (no weights to gather) while padding at most doubles the rows;
         # else chunks of the mean group size, which bounds the padding whatever the spread.
-        if largest * len(self.used) <= 2 * rows:
+        first_chunk = np.zeros(count, dtype=np.int64)  # each used group's first chunk
+        if largest * groups_used <= 2 * rows:
             size = largest
+            self.chunk_local = np.arange(groups_used)
+            first_chunk[self.used] = self.chunk_local
         else:
-            size = -(-rows // len(self.used))
-        chunks_per_group = -(-used_sizes // size)
+            size = -(-rows // groups_used)
+            chunks_per_group = -(-used_sizes // size)
+            ends = chunks_per_group.cumsum()
+            self.chunk_local = np.arange(groups_used).repeat(chunks_per_group)
+            first_chunk[self.used] = ends - chunks_per_group
         self.chunk_size = size
-        self.chunk_local = np.repeat(np.arange(len(self.used)), chunks_per_group)
         self.chunk_groups = self.used[self.chunk_local]
         # With one chunk per used group, chunk i is used group i: when every member of the bank
         # is used, the stacked weights serve as they are.
-        self.one_chunk_per_group = len(self.chunk_local) == len(self.used)
+        self.one_chunk_per_group = len(self.chunk_local) == groups_used
         # Rows sorted by group fill their group's chunks in order: the slot of the r-th row of
         # the sorted batch is r + (first slot of its group's chunks - first row of its group).
-        first_row = np.zeros(count, dtype=np.int64)
-        first_row[self.used] = np.cumsum(used_sizes) - used_sizes
-        first_slot = np.zeros(count, dtype=np.int64)
-        first_slot[self.used] = (np.cumsum(chunks_per_group) - chunks_per_group) * size
-        rank = np.empty(rows, dtype=np.int64)
-        rank[np.argsort(groups, kind="stable")] = np.arange(rows)
-        self.slots = rank + (first_slot - first_row)[groups]
+        first_row = sizes.cumsum() - sizes
+        shift = first_chunk * size - first_row
+        order = groups.argsort(kind="stable")
+        self.slots = np.empty(rows, dtype=np.int64)
+        self.slots[order] = np.arange(rows) + shift[groups[order]]
         self.sources = np.zeros(len(self.chunk_local) * size, dtype=np.int64)
         self.sources[self.slots] = np.arange(rows)
+        self._last_first_slot = int(first_chunk[self._last_group]) * size
 
     def first_slot_of(self, group: int) -> int | None:
         """The first padded slot of ``group`` (the last group used), or ``None`` if unused."""
-        if self.used[-1] != group:
+        if self._last_group != group:
             return None
-        if self.single:
-            return 0
-        return int(np.searchsorted(self.chunk_groups, group)) * self.chunk_size
+        return self._last_first_slot
 
     def tensor(self, name: str, device: torch.device) -> torch.Tensor:
         """Index array ``name`` as a tensor on ``device`` (made once)."""

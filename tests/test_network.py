@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.network import RoutedNetwork
+from routing_env.network import RoutedNetwork, _GroupLayout
 
 
 def make(**kwargs) -> RoutedNetwork:
@@ -179,6 +179,37 @@ def test_grouped_forward_equals_one_by_one(options, skew):
     with torch.no_grad():
         torch.testing.assert_close(net(x, task, routes), expected)
     torch.testing.assert_close(net(x, task, routes), expected)  # autograd on
+
+
+@pytest.mark.parametrize("skew", [False, True])
+@pytest.mark.parametrize("count", [1, 3, 12, 51])
+def test_group_layout_puts_each_row_in_a_chunk_of_its_group(count, skew):
+    rng = np.random.default_rng(count)
+    for rows in (1, 7, 64, 300):
+        if skew:  # a few large groups: chunks of the mean size, several per large group
+            groups = np.minimum(rng.geometric(0.5, rows) - 1, count - 1)
+        else:
+            groups = rng.integers(0, count, rows)
+        layout = _GroupLayout(groups, count)
+        size = layout.chunk_size
+        np.testing.assert_array_equal(layout.sources[layout.slots], np.arange(rows))
+        assert len(np.unique(layout.slots)) == rows
+        np.testing.assert_array_equal(layout.chunk_groups[layout.slots // size], groups)
+        np.testing.assert_array_equal(layout.used, np.unique(groups))
+        assert (np.diff(layout.chunk_groups) >= 0).all()
+        np.testing.assert_array_equal(layout.used[layout.chunk_local], layout.chunk_groups)
+        assert layout.one_chunk_per_group == (len(layout.chunk_groups) == len(layout.used))
+        # Padding at most doubles the rows (plus one partial chunk per group).
+        assert len(layout.sources) <= 2 * rows + len(layout.used) * size
+        last = int(layout.used[-1])
+        first = int(np.flatnonzero(layout.chunk_groups == last)[0]) * size
+        assert layout.first_slot_of(last) == first
+        assert all(layout.first_slot_of(g) is None for g in range(count) if g != last)
+        # Rows of a group keep their order within its chunks.
+        for group in layout.used.tolist():
+            assert (np.diff(layout.slots[groups == group]) > 0).all()
+    with pytest.raises(IndexError, match="outside"):
+        _GroupLayout(np.array([0, count]), count)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
