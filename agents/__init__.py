@@ -8,6 +8,8 @@ Architectures: :class:`SingleAgent`, :class:`PerTask`, :class:`Dispatched`,
 :class:`OfflineDispatcher`. Non-learning references: :class:`FixedRouter`,
 :class:`RandomRouter`. Build any of them by name with :func:`make_agent`; train with
 :func:`train`, measure with :func:`evaluate`, persist with :func:`save` / :func:`load`.
+Multi-agent routing game (``routing_env.routing_game_v0``): :func:`make_population`,
+:func:`train_multiagent`, :func:`evaluate_multiagent`.
 """
 
 from agents.actor_critic import ActorCritic
@@ -24,6 +26,7 @@ from agents.base import Agent, Episode
 from agents.eps_reinforce import EpsilonReinforce
 from agents.factory import AGENT_NAMES, make_agent
 from agents.fixed import FixedRouter, RandomRouter
+from agents.multiagent import evaluate_multiagent, make_population, train_multiagent
 from agents.persistence import load, save
 from agents.q_approx import QApprox
 from agents.q_learning import QLearning
@@ -57,9 +60,12 @@ __all__ = [
     "WoLFPHC",
     "collect_activations",
     "evaluate",
+    "evaluate_multiagent",
     "load",
     "make_agent",
+    "make_population",
     "run_episode",
     "save",
     "train",
+    "train_multiagent",
 ]

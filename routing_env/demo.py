@@ -41,12 +41,12 @@ def _run(name: str, episodes: int, seed: int) -> dict[str, Any]:
 
 
 def main(
-    episodes: int = 150_000, reference_episodes: int = 30_000, seed: int = 0
+    episodes: int = 200_000, reference_episodes: int = 30_000, seed: int = 0
 ) -> dict[str, Any]:
     """Train per-task WPL and the references; print the tables; return the figures."""
     print(
         f"DigitsMTL: 10 one-vs-rest tasks, 3 routed layers x 10 modules, seed {seed}, "
-        f"settings {TRAIN_DEFAULTS} and WPL {agent_defaults('wpl')}"
+        f"reward +-1, settings {TRAIN_DEFAULTS} and WPL {agent_defaults('wpl')}"
     )
     results = {
         "per-task WPL": _run("wpl", episodes, seed),
