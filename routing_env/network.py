@@ -517,18 +517,23 @@ class RoutedNetwork(nn.Module):
             self._leaves.append((stack_weight, stack_bias, bank, index, weight, bias))
         return weight, bias
 
-    def _bank_linear(self, bank: int, h: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+    def _bank_linear(
+        self, bank: int, h: torch.Tensor, groups: np.ndarray, chunked: bool = False
+    ) -> torch.Tensor:
         """Row ``i`` of ``h`` through member ``groups[i]`` of ``bank`` (and its ReLU), in one
-        batched product."""
+        batched product. ``chunked`` computes a single group as :meth:`_chain` does (one
+        ``baddbmm`` chunk) rather than with the cheaper ``addmm``, so that the two give the
+        same bits."""
         layout = self._layout(groups, self._bank_size(bank))
         weight, bias = self._bank_weights(bank, layout, h.device)
-        if layout.single:
+        direct = layout.single and not chunked
+        if direct:
             out = torch.addmm(bias[0], h, weight[0])
         else:
             padded = h.index_select(0, layout.tensor("sources", h.device))
             out = _chunked_linear(padded, weight, bias, layout.chunk_size)
         out = self._relu(bank, out, layout)
-        if layout.single:
+        if direct:
             return out
         return out.index_select(0, layout.tensor("slots", h.device))
 
@@ -567,7 +572,11 @@ class RoutedNetwork(nn.Module):
         return h.index_select(0, previous.tensor("slots", device))
 
     def apply(
-        self, h: torch.Tensor, depth: int, actions: torch.Tensor | np.ndarray
+        self,
+        h: torch.Tensor,
+        depth: int,
+        actions: torch.Tensor | np.ndarray,
+        graph: RouteGraph | None = None,
     ) -> torch.Tensor:
         """Apply each sample's chosen action at ``depth`` to a batch.
 
@@ -575,12 +584,19 @@ class RoutedNetwork(nn.Module):
         (identity) or ``-1`` (route already ended: identity). The rows are grouped by module
         and computed in one batched product (module docstring). Only the chosen modules'
         parameters take part in the computation, so only they receive gradients.
+
+        ``graph`` (from :meth:`record_routes`) computes this depth with autograd on, whatever
+        the caller's grad mode, and keeps its graph for the module update (:class:`RouteGraph`).
         """
         bank = 0 if self.routing == "recurrent" else depth
         actions = _host_indices(actions)
         if len(actions) == 0:
             return h
         groups = self._groups(bank, actions)
+        if graph is not None:
+            if groups is not None and graph.expects(depth, h):
+                return self._apply_recorded(graph, bank, h, groups, actions)
+            graph.discard()
         if groups is not None:
             return self._bank_linear(bank, h, groups)
         # PASS or -1 at a layer whose sizes differ: only possible if no row changes size.
@@ -595,6 +611,42 @@ class RoutedNetwork(nn.Module):
                 "so every sample must take a module there (no PASS, no -1)"
             )
         return h.index_copy(0, rows, out)
+
+    def _apply_recorded(
+        self,
+        graph: RouteGraph,
+        bank: int,
+        h: torch.Tensor,
+        groups: np.ndarray,
+        actions: np.ndarray,
+    ) -> torch.Tensor:
+        """One depth of a recorded batch: the leaves :meth:`update` would make, with autograd on,
+        and the version of every stacked weight read (:meth:`_graph_current` checks them)."""
+        first = len(graph.leaves)
+        self.__dict__["_leaves"] = graph.leaves
+        try:
+            with torch.enable_grad():
+                out = self._bank_linear(bank, h, groups, chunked=True)
+        finally:
+            self.__dict__["_leaves"] = None
+        for stack_weight, stack_bias, *_ in graph.leaves[first:]:
+            graph.stamps.append((stack_weight._version, stack_bias._version))
+        if not graph.actions:
+            graph.inputs = h.detach()
+        graph.actions.append(actions)
+        graph.outputs = out
+        return out
+
+    def record_routes(self) -> RouteGraph | None:
+        """A :class:`RouteGraph` to route a batch with, or ``None`` where reuse is not supported.
+
+        Supported: layered routing with nothing trained outside the routed layers and no layer
+        that behaves differently in training (batch norm, dropout): there the routing forward
+        pass is exactly the computation :meth:`update` would repeat.
+        """
+        if self.routing != "layered" or self._mode_sensitive or self._trained_outside_banks():
+            return None
+        return RouteGraph()
 
     def outputs(self, h: torch.Tensor, task: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Outputs (logits or regression values) of finished routes' activations."""
@@ -634,7 +686,12 @@ class RoutedNetwork(nn.Module):
         return self._pending_count
 
     def add_routes(
-        self, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor, routes: torch.Tensor
+        self,
+        x: torch.Tensor,
+        task: torch.Tensor,
+        y: torch.Tensor,
+        routes: torch.Tensor,
+        graph: RouteGraph | None = None,
     ) -> int:
         """Queue finished routes for training; update once per ``module_batch_size`` routes.
 
@@ -642,7 +699,20 @@ class RoutedNetwork(nn.Module):
         ``module_batch_size``, so the same routes in the same order give the same parameters
         however they arrive (one at a time or many at once). Returns the number of updates
         made.
+
+        ``graph``: the :class:`RouteGraph` these routes were computed with (row ``i`` of the
+        graph is route ``i`` here, on input ``x[i]``). When the routes are exactly the next
+        module batch and the graph is still current, the update takes its loss from the
+        graph's outputs instead of computing the forward pass again; the result is the same.
         """
+        if graph is not None and self._pending_count == 0 and x.shape[0] == self.module_batch_size:
+            routes_host = _host_indices(routes)
+            if self._graph_current(graph, x, routes_host):
+                self._update_from(graph, task, y, routes_host)
+            else:
+                graph.discard()
+                self.update(x, task, y, routes_host)
+            return 1
         self._pending.append((x, task, y, routes))
         self._pending_count += x.shape[0]
         updates = 0
@@ -696,6 +766,53 @@ class RoutedNetwork(nn.Module):
             self.__dict__["_leaves"] = None
             if self._mode_sensitive:
                 self.eval()
+        return self._step(loss, leaves, routes_host, task)
+
+    def _graph_current(self, graph: RouteGraph, x: torch.Tensor, routes: np.ndarray) -> bool:
+        """Whether ``graph`` computed exactly these routes on these inputs with the parameters
+        as they are now: every route complete, no stacked weight it read changed or re-stacked
+        since (an update, an optimizer step, ``load_state_dict`` all bump the version)."""
+        if graph.outputs is None or len(graph.actions) != routes.shape[1]:
+            return False
+        if self._mode_sensitive or self._trained_outside_banks():
+            return False
+        for (stack_weight, stack_bias, bank, *_), stamp in zip(
+            graph.leaves, graph.stamps, strict=True
+        ):
+            current = self._stacks[bank]
+            if (
+                current is None
+                or current[0] is not stack_weight
+                or (stack_weight._version, stack_bias._version) != stamp
+                or _data_pointers(self._banks[bank]) != current[2]
+            ):
+                return False
+        if not all(
+            np.array_equal(actions, routes[:, depth]) for depth, actions in enumerate(graph.actions)
+        ):
+            return False
+        with torch.no_grad():
+            return torch.equal(self.embed(x), graph.inputs)
+
+    def _update_from(
+        self, graph: RouteGraph, task: torch.Tensor, y: torch.Tensor, routes: np.ndarray
+    ) -> float:
+        """:meth:`update` on the routes ``graph`` recorded, with the loss taken from its
+        outputs (the forward pass :meth:`update` would repeat, same bits)."""
+        outputs, leaves = graph.outputs, graph.leaves
+        graph.discard()
+        with torch.enable_grad():
+            loss = self.per_sample_loss(outputs, y).mean()
+        return self._step(loss, leaves, routes, task)
+
+    def _step(
+        self,
+        loss: torch.Tensor,
+        leaves: list[tuple[Any, ...]],
+        routes_host: np.ndarray,
+        task: torch.Tensor,
+    ) -> float:
+        """Backward from ``loss`` and the optimizer step on the ``leaves`` it reached."""
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -779,6 +896,47 @@ class RoutedNetwork(nn.Module):
         if group.get("differentiable") or _optimizer_has_hooks(optimizer):
             return None
         return float(group["lr"])
+
+
+class RouteGraph:
+    """The autograd graph of routing one batch, kept for the module update that trains on it.
+
+    The vector environment routes a batch depth by depth, and :meth:`RoutedNetwork.update`
+    used to compute those routes' forward pass again once they ended. Passed to
+    :meth:`RoutedNetwork.apply`, a ``RouteGraph`` makes each depth be computed with autograd
+    on, as :meth:`RoutedNetwork.update` computes it (same grouping, same batched products,
+    same weight leaves), so the update can start from the kept outputs: the same numbers for
+    one forward pass less. :meth:`RoutedNetwork.add_routes` uses it only while it is current
+    (see :meth:`RoutedNetwork._graph_current`), else computes the forward pass as before.
+
+    ``leaves`` are the weight leaves of every depth (as in :meth:`RoutedNetwork.update`),
+    ``stamps`` the versions of the stacked weights they were read from, ``actions`` the
+    actions of each depth so far, ``inputs`` the activations entering the first depth,
+    ``outputs`` those leaving the last one. :meth:`discard` frees the graph.
+    """
+
+    __slots__ = ("leaves", "stamps", "actions", "inputs", "outputs", "_open")
+
+    def __init__(self) -> None:
+        self.leaves: list[tuple[Any, ...]] = []
+        self.stamps: list[tuple[int, int]] = []
+        self.actions: list[np.ndarray] = []
+        self.inputs: torch.Tensor | None = None
+        self.outputs: torch.Tensor | None = None
+        self._open = True
+
+    def expects(self, depth: int, h: torch.Tensor) -> bool:
+        """Whether applying ``depth`` to ``h`` continues this graph: the next depth, on the
+        previous depth's rows."""
+        if not self._open or depth != len(self.actions):
+            return False
+        return self.outputs is None or h.shape[0] == self.outputs.shape[0]
+
+    def discard(self) -> None:
+        """Drop the graph (its memory is freed) and refuse further depths."""
+        self._open = False
+        self.leaves, self.stamps, self.actions = [], [], []
+        self.inputs = self.outputs = None
 
 
 class _GroupLayout:

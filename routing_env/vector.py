@@ -19,6 +19,7 @@ from gymnasium.vector.utils import batch_space
 
 from routing_env.datasets import MultiTaskDataset
 from routing_env.env import RoutingEnv
+from routing_env.network import RouteGraph
 
 # Keys of the end-of-route info, in the order of RoutingEnv's final info.
 END_INFO_KEYS = (
@@ -177,6 +178,10 @@ class RoutingVectorEnv(VectorEnv):
         self._index = np.zeros(n, dtype=np.int64)
         self._task_now = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
+        # The autograd graph of the routes in flight while every sub-environment started
+        # together and moves in step (layered routing, valid actions), so that the module
+        # update reuses their forward pass (RouteGraph); None otherwise, and when not training.
+        self._graph: RouteGraph | None = None
 
     # ------------------------------------------------------------------ gym API
 
@@ -274,6 +279,9 @@ class RoutingVectorEnv(VectorEnv):
                 if self.train_modules:
                     _record(history, layers, chosen)
 
+        if self._graph is not None and not (valid and level is not None):
+            self._drop_graph()  # the routes no longer move as one batch
+
         # The decision joins the path; modules transform the activations.
         if level is not None:
             self._path[:, level] = actions
@@ -369,6 +377,7 @@ class RoutingVectorEnv(VectorEnv):
         index = torch.from_numpy(indices).to(net.device)
         first = _pad(net.embed(self._x.index_select(0, index)), net.activation_dim)
         if rows is None:
+            self._graph = net.record_routes() if self.train_modules else None
             self._depth = np.zeros(self.num_envs, dtype=np.int64)
             self._level = 0
             self._path.fill(-1)
@@ -395,7 +404,12 @@ class RoutingVectorEnv(VectorEnv):
             return _pad(out, net.activation_dim)
         if everyone and self._level is not None:
             d = self._level
-            return _pad(net.apply(h[:, : net.in_dims[d]], d, actions), net.activation_dim)
+            if self._graph is None:
+                return _pad(net.apply(h[:, : net.in_dims[d]], d, actions), net.activation_dim)
+            # The slice and the padding are part of the kept graph: record them too.
+            with torch.enable_grad():
+                out = net.apply(h[:, : net.in_dims[d]], d, actions, graph=self._graph)
+                return _pad(out, net.activation_dim)
         depth = self._depth
         if not advance.any():
             return h
@@ -421,6 +435,9 @@ class RoutingVectorEnv(VectorEnv):
         net = self.network
         n = self.num_envs
         device = h.device
+        # The graph goes to the module trainer (or is dropped); the values go to the infos.
+        graph, self._graph = self._graph, None
+        h = h.detach()
         everyone = done is self._every or bool(done.all())
         rows_done = self._rows if everyone else np.flatnonzero(done)
         all_ended = valid and (ended is done or bool((ended == done).all()))
@@ -464,12 +481,17 @@ class RoutingVectorEnv(VectorEnv):
                 final[rows_ended] = -ended_loss
             if self.train_modules:
                 sample = torch.from_numpy(samples).to(device)
+                whole = graph is not None and everyone and all_ended
                 net.add_routes(
                     self._x.index_select(0, sample),
                     self._task_tensor.index_select(0, sample),
                     self._y_tensor.index_select(0, sample),
                     torch.from_numpy(self._path[rows_ended]).to(device),
+                    graph=graph if whole else None,
                 )
+                graph = None
+        if graph is not None:
+            graph.discard()
         if valid:
             invalid = self._never.copy()
         else:
@@ -550,9 +572,16 @@ class RoutingVectorEnv(VectorEnv):
         infos["_sample_index"] = done.copy()
         return h
 
+    def _drop_graph(self) -> None:
+        """Free the graph of the routes in flight; they train by recomputation."""
+        if self._graph is not None:
+            self._graph.discard()
+            self._graph = None
+        self._h = self._h.detach()
+
     def _observations(self) -> dict[str, np.ndarray]:
         return {
-            "activation": self._h.cpu().numpy().copy(),
+            "activation": self._h.detach().cpu().numpy().copy(),
             "task": self._task_now.copy(),
             "depth": self._depth.copy(),
         }

@@ -9,7 +9,7 @@ from gymnasium.vector.utils import batch_space
 
 import agents
 import routing_env
-from routing_env import RoutingEnv, RoutingVectorEnv
+from routing_env import RoutedNetwork, RoutingEnv, RoutingVectorEnv
 from routing_env.rewards import SelectionHistory
 from routing_env.vector import _record
 
@@ -512,3 +512,98 @@ def test_train_refuses_dispatched_routers_and_vector_eval_envs():
         agents.train(agents.make_agent("dispatched-wpl", envs), envs, episodes=4, progress=False)
     with pytest.raises(TypeError, match="eval_env"):
         agents.train(agents.RandomRouter(seed=0), envs, episodes=4, eval_env=envs, progress=False)
+
+
+# ---------------------------------------------------------------------- reusing the routing graph
+
+
+def count_graph_updates(monkeypatch) -> list[int]:
+    """Count the module updates that reused the routing forward pass."""
+    reused = []
+    original = RoutedNetwork._update_from
+
+    def counted(self, *args):
+        reused.append(1)
+        return original(self, *args)
+
+    monkeypatch.setattr(RoutedNetwork, "_update_from", counted)
+    return reused
+
+
+def replay(finished, seed, **kwargs) -> RoutingEnv:
+    """The single env trained on ``finished`` (sample index, path) routes, in order."""
+    single = RoutingEnv("digits-mtl", **kwargs)
+    for number, (index, path) in enumerate(finished):
+        single.reset(seed=seed if number == 0 else None, options={"sample_index": index})
+        for action in path:
+            single.step(action)
+    return single
+
+
+def test_updates_from_the_routing_graph_equal_the_recomputed_ones(monkeypatch):
+    """Routes that end together as one module batch train from the routing pass's graph,
+    and give bit for bit the parameters that recomputing the pass gives (the single env)."""
+    reused = count_graph_updates(monkeypatch)
+    envs = RoutingVectorEnv(9, "digits-mtl", module_batch_size=9, num_modules=4)
+    rng = np.random.default_rng(3)
+    obs, infos = envs.reset(seed=2)
+    finished = []
+    for step in range(45):
+        actions = random_valid(rng, infos["action_mask"])
+        if step == 41:  # PASS into the logits, masked: 8 routes left, the rest recompute
+            actions[4] = envs.network.extra_action
+        obs, rewards, terminated, _, infos = envs.step(actions)
+        final = infos.get("final_info")
+        for i in np.flatnonzero(terminated):
+            if not final["invalid_action"][i]:
+                finished.append((int(final["sample_index"][i]), final["path"][i]))
+    net = envs.network
+    assert net.num_updates == 14 and len(reused) == 13
+    assert any(path[0] == 4 or path[1] == 4 for _, path in finished)  # identity slot used
+    single = replay(finished, 2, module_batch_size=9, num_modules=4)
+    assert single.network.num_updates == net.num_updates
+    assert single.network.pending_routes == net.pending_routes == 8
+    assert torch.equal(params(single.network), params(net))
+
+
+def test_a_stale_routing_graph_is_not_used(monkeypatch):
+    """An update between routing and training (another env on the network) makes the
+    graph stale: those routes are trained by recomputing their forward pass."""
+    reused = count_graph_updates(monkeypatch)
+    envs = RoutingVectorEnv(4, "digits-mtl", module_batch_size=4)
+    other = RoutingEnv("digits-mtl", network=envs.network)
+    obs, infos = envs.reset(seed=0)
+    envs.step(np.array([0, 1, 2, 3]))
+    finished = []
+    other.reset(seed=1)
+    while len(finished) < 4:  # another module batch, from the other env
+        obs, reward, terminated, _, info = other.step(len(finished))
+        if terminated:
+            finished.append((info["sample_index"], info["path"]))
+            other.reset()
+    assert envs.network.num_updates == 1
+    envs.step(np.array([0, 1, 2, 3]))
+    obs, rewards, terminated, _, infos = envs.step(np.array([4, 5, 6, 7]))
+    assert terminated.all() and envs.network.num_updates == 2 and not reused
+    samples = infos["final_info"]["sample_index"].tolist()
+    finished += [
+        (index, path) for index, path in zip(samples, infos["final_info"]["path"], strict=True)
+    ]
+    assert torch.equal(
+        params(replay(finished, 0, module_batch_size=4).network), params(envs.network)
+    )
+    for _ in range(3):  # the next batch routes afresh and reuses its own graph
+        envs.step(np.array([0, 1, 2, 3]))
+    assert len(reused) == 1 and envs.network.num_updates == 3
+
+
+def test_no_graph_without_module_training():
+    envs = RoutingVectorEnv(4, "digits-mtl", split="test")
+    obs, infos = envs.reset(seed=0)
+    for _ in range(2):
+        envs.step(np.array([0, 1, 2, 3]))
+        assert envs._graph is None and not envs._h.requires_grad
+    training = RoutingVectorEnv(4, "digits-mtl", routing="recurrent")
+    training.reset(seed=0)
+    training.step(np.array([0, 1, 2, 3]))
+    assert training._graph is None  # recurrent routes end at different times: recompute
