@@ -474,9 +474,11 @@ class RoutedNetwork(nn.Module):
         return layout
 
     def _bank_weights(
-        self, bank: int, layout: _GroupLayout, device: torch.device
+        self, bank: int, layout: _GroupLayout, device: torch.device, chunks: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Each chunk's weight ``(chunks, in, out)`` and bias ``(chunks, out)`` in ``bank``.
+        """Weight ``(chunks, in, out)`` and bias ``(chunks, out)`` of the first ``chunks``
+        chunks of ``layout`` in ``bank`` (the modules' chunks: the identity slot's come last
+        and are not multiplied, see :meth:`_bank_product`).
 
         Three sources: inside :meth:`update`, leaves (the stack itself or the chunks' rows of
         it, detached) whose gradients :meth:`update` applies; with autograd on, the used
@@ -485,18 +487,11 @@ class RoutedNetwork(nn.Module):
         """
         if self._leaves is None and torch.is_grad_enabled():
             linears = self._banks[bank]
-            weights, biases = [], []
-            for index in layout.used.tolist():
-                if index < len(linears):
-                    weights.append(linears[index].weight.t())
-                    biases.append(linears[index].bias)
-                else:  # the identity slot: a constant
-                    stack_weight, stack_bias = self._stacked(bank)
-                    weights.append(stack_weight[index])
-                    biases.append(stack_bias[index])
-            weight, bias = torch.stack(weights), torch.stack(biases)
+            members = [member for member in layout.used.tolist() if member < len(linears)]
+            weight = torch.stack([linears[member].weight.t() for member in members])
+            bias = torch.stack([linears[member].bias for member in members])
             if not layout.one_chunk_per_group:
-                index = layout.tensor("chunk_local", device)
+                index = layout.tensor("chunk_local", device)[:chunks]
                 weight, bias = weight.index_select(0, index), bias.index_select(0, index)
             return weight, bias
         stack_weight, stack_bias = weight, bias = self._stacked(bank)
@@ -505,11 +500,11 @@ class RoutedNetwork(nn.Module):
             member = int(layout.used[0])
             weight, bias = weight[member : member + 1], bias[member : member + 1]
             index = layout.tensor("chunk_groups", device)
-        elif layout.one_chunk_per_group and layout.used[-1] == len(layout.used) - 1:
-            # Members 0..k-1, one chunk each: a prefix of the stack, no copy.
-            weight, bias = weight[: len(layout.used)], bias[: len(layout.used)]
+        elif layout.one_chunk_per_group and layout.used[chunks - 1] == chunks - 1:
+            # Members 0..chunks-1, one chunk each: a prefix of the stack, no copy.
+            weight, bias = weight[:chunks], bias[:chunks]
         else:
-            index = layout.tensor("chunk_groups", device)
+            index = layout.tensor("chunk_groups", device)[:chunks]
             weight, bias = weight.index_select(0, index), bias.index_select(0, index)
         if self._leaves is not None:
             weight = weight.detach().requires_grad_(True)
@@ -517,40 +512,47 @@ class RoutedNetwork(nn.Module):
             self._leaves.append((stack_weight, stack_bias, bank, index, weight, bias))
         return weight, bias
 
-    def _bank_linear(
-        self, bank: int, h: torch.Tensor, groups: np.ndarray, chunked: bool = False
-    ) -> torch.Tensor:
+    def _bank_linear(self, bank: int, h: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
         """Row ``i`` of ``h`` through member ``groups[i]`` of ``bank`` (and its ReLU), in one
-        batched product. ``chunked`` computes a single group as :meth:`_chain` does (one
-        ``baddbmm`` chunk) rather than with the cheaper ``addmm``, so that the two give the
-        same bits."""
+        batched product."""
         layout = self._layout(groups, self._bank_size(bank))
-        weight, bias = self._bank_weights(bank, layout, h.device)
-        direct = layout.single and not chunked
-        if direct:
+        start = self._module_slots(bank, layout)
+        if start == 0:  # every row takes the identity
+            return h
+        if layout.single:
+            weight, bias = self._bank_weights(bank, layout, h.device, 1)
             out = torch.addmm(bias[0], h, weight[0])
-        else:
-            padded = h.index_select(0, layout.tensor("sources", h.device))
-            out = _chunked_linear(padded, weight, bias, layout.chunk_size)
-        out = self._relu(bank, out, layout)
-        if direct:
-            return out
+            return torch.relu(out) if self._bank_relu[bank] else out
+        padded = h.index_select(0, layout.tensor("sources", h.device))
+        out = self._bank_product(bank, padded, layout, start)
         return out.index_select(0, layout.tensor("slots", h.device))
 
     def _bank_size(self, bank: int) -> int:
         return len(self._banks[bank]) + int(self._bank_identity[bank])
 
-    def _relu(self, bank: int, out: torch.Tensor, layout: _GroupLayout) -> torch.Tensor:
-        """The modules' ReLU on padded output rows, leaving the identity slot's rows as they
-        are (they come last)."""
-        if not self._bank_relu[bank]:
+    def _module_slots(self, bank: int, layout: _GroupLayout) -> int:
+        """Padded slots of ``layout`` that go through modules: all but the identity slot's,
+        which come last."""
+        start = layout.first_slot_of(len(self._banks[bank])) if self._bank_identity[bank] else None
+        return len(layout.sources) if start is None else start
+
+    def _bank_product(
+        self, bank: int, padded: torch.Tensor, layout: _GroupLayout, start: int
+    ) -> torch.Tensor:
+        """The padded rows through their chunks' modules (and ReLU); the rows from ``start``
+        on, the identity slot's, pass unchanged (what ``x @ I + 0`` gives, without the
+        product, and no ReLU)."""
+        if start == 0:
+            return padded
+        chunks = start // layout.chunk_size
+        weight, bias = self._bank_weights(bank, layout, padded.device, chunks)
+        modules = padded if start == padded.shape[0] else padded[:start]
+        out = _chunked_linear(modules, weight, bias, layout.chunk_size)
+        if self._bank_relu[bank]:
+            out = torch.relu(out)
+        if start == padded.shape[0]:
             return out
-        start = layout.first_slot_of(len(self._banks[bank]))
-        if start is None:
-            return torch.relu(out)
-        if start:
-            out[:start].relu_()  # in place on a fresh product (autograd records it)
-        return out
+        return torch.cat((out, padded[start:]))
 
     def _chain(self, h: torch.Tensor, groups: list[np.ndarray]) -> torch.Tensor:
         """Whole routes, ``groups[d]`` the member of each row at depth ``d``, kept in padded
@@ -565,9 +567,8 @@ class RoutedNetwork(nn.Module):
                 sources = layout.tensor("sources", device)
             else:
                 sources = torch.from_numpy(previous.slots[layout.sources]).to(device)
-            weight, bias = self._bank_weights(bank, layout, device)
-            h = _chunked_linear(h.index_select(0, sources), weight, bias, layout.chunk_size)
-            h = self._relu(bank, h, layout)
+            padded = h.index_select(0, sources)
+            h = self._bank_product(bank, padded, layout, self._module_slots(bank, layout))
             previous = layout
         return h.index_select(0, previous.tensor("slots", device))
 
@@ -620,22 +621,31 @@ class RoutedNetwork(nn.Module):
         groups: np.ndarray,
         actions: np.ndarray,
     ) -> torch.Tensor:
-        """One depth of a recorded batch: the leaves :meth:`update` would make, with autograd on,
-        and the version of every stacked weight read (:meth:`_graph_current` checks them)."""
+        """One depth of a recorded batch, computed as :meth:`_chain` computes it inside
+        :meth:`update` (same leaves, the rows kept in padded order from one depth to the next),
+        with autograd on; the version of every stacked weight read is noted
+        (:meth:`_graph_current` checks them). Returns the rows in batch order, without graph."""
+        layout = self._layout(groups, self._bank_size(bank))
+        device = h.device
         first = len(graph.leaves)
         self.__dict__["_leaves"] = graph.leaves
         try:
             with torch.enable_grad():
-                out = self._bank_linear(bank, h, groups, chunked=True)
+                if graph.layout is None:
+                    padded = h.index_select(0, layout.tensor("sources", device))
+                else:
+                    moves = graph.layout.slots[layout.sources]
+                    padded = graph.padded.index_select(0, torch.from_numpy(moves).to(device))
+                out = self._bank_product(bank, padded, layout, self._module_slots(bank, layout))
         finally:
             self.__dict__["_leaves"] = None
         for stack_weight, stack_bias, *_ in graph.leaves[first:]:
             graph.stamps.append((stack_weight._version, stack_bias._version))
-        if not graph.actions:
-            graph.inputs = h.detach()
+        if graph.layout is None:
+            graph.inputs = h
         graph.actions.append(actions)
-        graph.outputs = out
-        return out
+        graph.padded, graph.layout = out, layout
+        return out.detach().index_select(0, layout.tensor("slots", device))
 
     def record_routes(self) -> RouteGraph | None:
         """A :class:`RouteGraph` to route a batch with, or ``None`` where reuse is not supported.
@@ -772,7 +782,7 @@ class RoutedNetwork(nn.Module):
         """Whether ``graph`` computed exactly these routes on these inputs with the parameters
         as they are now: every route complete, no stacked weight it read changed or re-stacked
         since (an update, an optimizer step, ``load_state_dict`` all bump the version)."""
-        if graph.outputs is None or len(graph.actions) != routes.shape[1]:
+        if graph.padded is None or len(graph.actions) != routes.shape[1]:
             return False
         if self._mode_sensitive or self._trained_outside_banks():
             return False
@@ -799,9 +809,10 @@ class RoutedNetwork(nn.Module):
     ) -> float:
         """:meth:`update` on the routes ``graph`` recorded, with the loss taken from its
         outputs (the forward pass :meth:`update` would repeat, same bits)."""
-        outputs, leaves = graph.outputs, graph.leaves
+        padded, layout, leaves = graph.padded, graph.layout, graph.leaves
         graph.discard()
         with torch.enable_grad():
+            outputs = padded.index_select(0, layout.tensor("slots", padded.device))
             loss = self.per_sample_loss(outputs, y).mean()
         return self._step(loss, leaves, routes, task)
 
@@ -829,16 +840,13 @@ class RoutedNetwork(nn.Module):
         loss.backward()
         if lr is not None:
             with torch.no_grad():
-                for stack_weight, stack_bias, bank, index, weight, bias in leaves:
-                    if index is None:  # a prefix of the stack; the identity slot stays
-                        size = min(len(self._banks[bank]), weight.shape[0])
-                        stack_weight[:size].add_(weight.grad[:size], alpha=-lr)
-                        stack_bias[:size].add_(bias.grad[:size], alpha=-lr)
+                for stack_weight, stack_bias, _, index, weight, bias in leaves:
+                    if index is None:  # a prefix of the stack
+                        stack_weight[: weight.shape[0]].add_(weight.grad, alpha=-lr)
+                        stack_bias[: bias.shape[0]].add_(bias.grad, alpha=-lr)
                     else:
                         stack_weight.index_add_(0, index, weight.grad, alpha=-lr)
                         stack_bias.index_add_(0, index, bias.grad, alpha=-lr)
-                        if self._bank_identity[bank]:
-                            self._reset_identity(bank, stack_weight, stack_bias)
         else:
             self._set_module_gradients(leaves, routes_host, task)
         if optimizer_needed:
@@ -850,12 +858,6 @@ class RoutedNetwork(nn.Module):
         """Whether a parameter outside the stacked banks (trunk, projection, shared readout)
         is trained."""
         return any(p.requires_grad for p in self._outside_banks)
-
-    def _reset_identity(self, bank: int, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """Put the identity slot back (a gathered step may have added to it)."""
-        size = len(self._banks[bank])
-        weight[size].copy_(torch.eye(weight.shape[1], dtype=weight.dtype, device=weight.device))
-        bias[size].zero_()
 
     def _set_module_gradients(
         self,
@@ -905,24 +907,27 @@ class RouteGraph:
     used to compute those routes' forward pass again once they ended. Passed to
     :meth:`RoutedNetwork.apply`, a ``RouteGraph`` makes each depth be computed with autograd
     on, as :meth:`RoutedNetwork.update` computes it (same grouping, same batched products,
-    same weight leaves), so the update can start from the kept outputs: the same numbers for
-    one forward pass less. :meth:`RoutedNetwork.add_routes` uses it only while it is current
-    (see :meth:`RoutedNetwork._graph_current`), else computes the forward pass as before.
+    same weight leaves, rows kept in padded order between depths), so the update can start
+    from the kept outputs: the same numbers for one forward pass less.
+    :meth:`RoutedNetwork.add_routes` uses it only while it is current (see
+    :meth:`RoutedNetwork._graph_current`), else computes the forward pass as before.
 
     ``leaves`` are the weight leaves of every depth (as in :meth:`RoutedNetwork.update`),
     ``stamps`` the versions of the stacked weights they were read from, ``actions`` the
     actions of each depth so far, ``inputs`` the activations entering the first depth,
-    ``outputs`` those leaving the last one. :meth:`discard` frees the graph.
+    ``padded`` those leaving the last depth so far, in the padded order of its ``layout``.
+    :meth:`discard` frees the graph.
     """
 
-    __slots__ = ("leaves", "stamps", "actions", "inputs", "outputs", "_open")
+    __slots__ = ("leaves", "stamps", "actions", "inputs", "padded", "layout", "_open")
 
     def __init__(self) -> None:
         self.leaves: list[tuple[Any, ...]] = []
         self.stamps: list[tuple[int, int]] = []
         self.actions: list[np.ndarray] = []
         self.inputs: torch.Tensor | None = None
-        self.outputs: torch.Tensor | None = None
+        self.padded: torch.Tensor | None = None
+        self.layout: _GroupLayout | None = None
         self._open = True
 
     def expects(self, depth: int, h: torch.Tensor) -> bool:
@@ -930,13 +935,13 @@ class RouteGraph:
         previous depth's rows."""
         if not self._open or depth != len(self.actions):
             return False
-        return self.outputs is None or h.shape[0] == self.outputs.shape[0]
+        return self.layout is None or h.shape[0] == len(self.layout.slots)
 
     def discard(self) -> None:
         """Drop the graph (its memory is freed) and refuse further depths."""
         self._open = False
         self.leaves, self.stamps, self.actions = [], [], []
-        self.inputs = self.outputs = None
+        self.inputs = self.padded = self.layout = None
 
 
 class _GroupLayout:

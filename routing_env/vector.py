@@ -404,12 +404,8 @@ class RoutingVectorEnv(VectorEnv):
             return _pad(out, net.activation_dim)
         if everyone and self._level is not None:
             d = self._level
-            if self._graph is None:
-                return _pad(net.apply(h[:, : net.in_dims[d]], d, actions), net.activation_dim)
-            # The slice and the padding are part of the kept graph: record them too.
-            with torch.enable_grad():
-                out = net.apply(h[:, : net.in_dims[d]], d, actions, graph=self._graph)
-                return _pad(out, net.activation_dim)
+            out = net.apply(h[:, : net.in_dims[d]], d, actions, graph=self._graph)
+            return _pad(out, net.activation_dim)
         depth = self._depth
         if not advance.any():
             return h
@@ -435,9 +431,7 @@ class RoutingVectorEnv(VectorEnv):
         net = self.network
         n = self.num_envs
         device = h.device
-        # The graph goes to the module trainer (or is dropped); the values go to the infos.
-        graph, self._graph = self._graph, None
-        h = h.detach()
+        graph, self._graph = self._graph, None  # to the module trainer, or dropped
         everyone = done is self._every or bool(done.all())
         rows_done = self._rows if everyone else np.flatnonzero(done)
         all_ended = valid and (ended is done or bool((ended == done).all()))
@@ -577,11 +571,10 @@ class RoutingVectorEnv(VectorEnv):
         if self._graph is not None:
             self._graph.discard()
             self._graph = None
-        self._h = self._h.detach()
 
     def _observations(self) -> dict[str, np.ndarray]:
         return {
-            "activation": self._h.detach().cpu().numpy().copy(),
+            "activation": self._h.cpu().numpy().copy(),
             "task": self._task_now.copy(),
             "depth": self._depth.copy(),
         }
