@@ -43,12 +43,16 @@ def run_episode(
     return Episode(observations, actions, rewards, infos, final_info=info)
 
 
-def evaluate(agent: Agent, env: Any, episodes: int | None = None) -> dict[str, Any]:
+def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[str, Any]:
     """Greedy evaluation: route ``episodes`` samples (default: the whole split once).
 
     The samples are the same at every call: the whole split in order, or ``episodes`` evenly
     spaced samples of it (so every task is represented), chosen with
     ``reset(options={"sample_index": i})``.
+
+    ``agent`` is a router (:class:`~agents.base.Agent`) or a Stable-Baselines3 model, which is
+    wrapped in :class:`agents.sb3.SB3Router` (its deterministic policy, masked for
+    ``MaskablePPO``).
 
     Returns ``accuracy``, ``per_task_accuracy`` (list, ``nan`` for tasks not seen),
     ``mean_reward``, ``mean_loss``, ``route_entropy`` (mean over depths of the entropy, in
@@ -57,6 +61,11 @@ def evaluate(agent: Agent, env: Any, episodes: int | None = None) -> dict[str, A
     (``num_tasks x max_depth`` list of the most chosen action, ``-1`` where never reached) and
     ``episodes``.
     """
+    if not isinstance(agent, Agent) and hasattr(agent, "predict"):
+        # Imported here: agents.sb3 needs Stable-Baselines3, an optional dependency.
+        from agents.sb3 import SB3Router
+
+        agent = SB3Router(agent)
     base = env.unwrapped
     count = base.num_samples if episodes is None else min(int(episodes), base.num_samples)
     indices = np.linspace(0, base.num_samples - 1, num=count).round().astype(int)
