@@ -105,7 +105,8 @@ class SB3VecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         self._masks = np.asarray(infos["action_mask"]).astype(bool)
-        self.reset_infos = _rows(infos, np.arange(self.num_envs), self.num_envs)
+        starts = _rows(infos, np.arange(self.num_envs), self.num_envs)
+        self.reset_infos = [starts[i] for i in range(self.num_envs)]
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
