@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim import optimizer as optimizer_module
 
 from routing_env.trunks import IdentityTrunk, build_trunk
 
@@ -516,15 +517,13 @@ class RoutedNetwork(nn.Module):
         """Row ``i`` of ``h`` through member ``groups[i]`` of ``bank`` (and its ReLU), in one
         batched product."""
         layout = self._layout(groups, self._bank_size(bank))
-        start = self._module_slots(bank, layout)
-        if start == 0:  # every row takes the identity
-            return h
         if layout.single:
+            if self._module_slots(bank, layout) == 0:  # every row takes the identity
+                return h
             weight, bias = self._bank_weights(bank, layout, h.device, 1)
             out = torch.addmm(bias[0], h, weight[0])
             return torch.relu(out) if self._bank_relu[bank] else out
-        padded = h.index_select(0, layout.tensor("sources", h.device))
-        out = self._bank_product(bank, padded, layout, start)
+        out = self._bank_product(bank, h, layout.tensor("sources", h.device), layout)
         return out.index_select(0, layout.tensor("slots", h.device))
 
     def _bank_size(self, bank: int) -> int:
@@ -537,22 +536,25 @@ class RoutedNetwork(nn.Module):
         return len(layout.sources) if start is None else start
 
     def _bank_product(
-        self, bank: int, padded: torch.Tensor, layout: _GroupLayout, start: int
+        self, bank: int, source: torch.Tensor, index: torch.Tensor, layout: _GroupLayout
     ) -> torch.Tensor:
-        """The padded rows through their chunks' modules (and ReLU); the rows from ``start``
-        on, the identity slot's, pass unchanged (what ``x @ I + 0`` gives, without the
-        product, and no ReLU)."""
+        """The padded batch of ``layout`` (slot ``j`` holds row ``index[j]`` of ``source``)
+        through its chunks' modules (and ReLU). The identity slot's rows, the last ones, pass
+        unchanged (what ``x @ I + 0`` gives, without the product, and no ReLU); they are
+        gathered apart, so that no slice of the padded batch enters the autograd graph."""
+        start = self._module_slots(bank, layout)
         if start == 0:
-            return padded
+            return source.index_select(0, index)
+        whole = start == index.shape[0]
+        modules = source.index_select(0, index if whole else index[:start])
         chunks = start // layout.chunk_size
-        weight, bias = self._bank_weights(bank, layout, padded.device, chunks)
-        modules = padded if start == padded.shape[0] else padded[:start]
+        weight, bias = self._bank_weights(bank, layout, source.device, chunks)
         out = _chunked_linear(modules, weight, bias, layout.chunk_size)
         if self._bank_relu[bank]:
             out = torch.relu(out)
-        if start == padded.shape[0]:
+        if whole:
             return out
-        return torch.cat((out, padded[start:]))
+        return torch.cat((out, source.index_select(0, index[start:])))
 
     def _chain(self, h: torch.Tensor, groups: list[np.ndarray]) -> torch.Tensor:
         """Whole routes, ``groups[d]`` the member of each row at depth ``d``, kept in padded
@@ -567,8 +569,7 @@ class RoutedNetwork(nn.Module):
                 sources = layout.tensor("sources", device)
             else:
                 sources = torch.from_numpy(previous.slots[layout.sources]).to(device)
-            padded = h.index_select(0, sources)
-            h = self._bank_product(bank, padded, layout, self._module_slots(bank, layout))
+            h = self._bank_product(bank, h, sources, layout)
             previous = layout
         return h.index_select(0, previous.tensor("slots", device))
 
@@ -632,23 +633,21 @@ class RoutedNetwork(nn.Module):
         try:
             with torch.enable_grad():
                 if graph.layout is None:
-                    padded = h.index_select(0, layout.tensor("sources", device))
+                    out = self._bank_product(bank, h, layout.tensor("sources", device), layout)
                 else:
-                    moves = graph.layout.slots[layout.sources]
-                    padded = graph.padded.index_select(0, torch.from_numpy(moves).to(device))
-                out = self._bank_product(bank, padded, layout, self._module_slots(bank, layout))
+                    moves = torch.from_numpy(graph.layout.slots[layout.sources]).to(device)
+                    out = self._bank_product(bank, graph.padded, moves, layout)
         finally:
             self.__dict__["_leaves"] = None
         for stack_weight, stack_bias, *_ in graph.leaves[first:]:
             graph.stamps.append((stack_weight._version, stack_bias._version))
-        if graph.layout is None:
-            graph.inputs = h
         graph.actions.append(actions)
         graph.padded, graph.layout = out, layout
         return out.detach().index_select(0, layout.tensor("slots", device))
 
-    def record_routes(self) -> RouteGraph | None:
-        """A :class:`RouteGraph` to route a batch with, or ``None`` where reuse is not supported.
+    def record_routes(self, x: torch.Tensor) -> RouteGraph | None:
+        """A :class:`RouteGraph` to route the batch of raw inputs ``x`` with (the caller applies
+        the first depth to ``embed(x)``), or ``None`` where reuse is not supported.
 
         Supported: layered routing with nothing trained outside the routed layers and no layer
         that behaves differently in training (batch norm, dropout): there the routing forward
@@ -656,7 +655,7 @@ class RoutedNetwork(nn.Module):
         """
         if self.routing != "layered" or self._mode_sensitive or self._trained_outside_banks():
             return None
-        return RouteGraph()
+        return RouteGraph(x)
 
     def outputs(self, h: torch.Tensor, task: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Outputs (logits or regression values) of finished routes' activations."""
@@ -711,9 +710,10 @@ class RoutedNetwork(nn.Module):
         made.
 
         ``graph``: the :class:`RouteGraph` these routes were computed with (row ``i`` of the
-        graph is route ``i`` here, on input ``x[i]``). When the routes are exactly the next
-        module batch and the graph is still current, the update takes its loss from the
-        graph's outputs instead of computing the forward pass again; the result is the same.
+        graph is route ``i`` here). When ``x`` is the graph's own input tensor, the routes are
+        exactly the next module batch and the graph is still current, the update takes its
+        loss from the graph's outputs instead of computing the forward pass again; the result
+        is the same.
         """
         if graph is not None and self._pending_count == 0 and x.shape[0] == self.module_batch_size:
             routes_host = _host_indices(routes)
@@ -782,7 +782,7 @@ class RoutedNetwork(nn.Module):
         """Whether ``graph`` computed exactly these routes on these inputs with the parameters
         as they are now: every route complete, no stacked weight it read changed or re-stacked
         since (an update, an optimizer step, ``load_state_dict`` all bump the version)."""
-        if graph.padded is None or len(graph.actions) != routes.shape[1]:
+        if x is not graph.inputs or graph.padded is None or len(graph.actions) != routes.shape[1]:
             return False
         if self._mode_sensitive or self._trained_outside_banks():
             return False
@@ -797,12 +797,9 @@ class RoutedNetwork(nn.Module):
                 or _data_pointers(self._banks[bank]) != current[2]
             ):
                 return False
-        if not all(
+        return all(
             np.array_equal(actions, routes[:, depth]) for depth, actions in enumerate(graph.actions)
-        ):
-            return False
-        with torch.no_grad():
-            return torch.equal(self.embed(x), graph.inputs)
+        )
 
     def _update_from(
         self, graph: RouteGraph, task: torch.Tensor, y: torch.Tensor, routes: np.ndarray
@@ -914,18 +911,19 @@ class RouteGraph:
 
     ``leaves`` are the weight leaves of every depth (as in :meth:`RoutedNetwork.update`),
     ``stamps`` the versions of the stacked weights they were read from, ``actions`` the
-    actions of each depth so far, ``inputs`` the activations entering the first depth,
-    ``padded`` those leaving the last depth so far, in the padded order of its ``layout``.
+    actions of each depth so far, ``inputs`` the raw inputs of the routes (the first depth
+    applies to their embedding), ``padded`` the activations leaving the last depth so far, in
+    the padded order of its ``layout``.
     :meth:`discard` frees the graph.
     """
 
     __slots__ = ("leaves", "stamps", "actions", "inputs", "padded", "layout", "_open")
 
-    def __init__(self) -> None:
+    def __init__(self, inputs: torch.Tensor) -> None:
         self.leaves: list[tuple[Any, ...]] = []
         self.stamps: list[tuple[int, int]] = []
         self.actions: list[np.ndarray] = []
-        self.inputs: torch.Tensor | None = None
+        self.inputs: torch.Tensor | None = inputs
         self.padded: torch.Tensor | None = None
         self.layout: _GroupLayout | None = None
         self._open = True
@@ -935,7 +933,8 @@ class RouteGraph:
         previous depth's rows."""
         if not self._open or depth != len(self.actions):
             return False
-        return self.layout is None or h.shape[0] == len(self.layout.slots)
+        rows = self.inputs.shape[0] if self.layout is None else len(self.layout.slots)
+        return h.shape[0] == rows
 
     def discard(self) -> None:
         """Drop the graph (its memory is freed) and refuse further depths."""
@@ -1067,8 +1066,6 @@ def _data_pointers(linears: list[nn.Linear]) -> list[int]:
 
 
 def _optimizer_has_hooks(optimizer: torch.optim.Optimizer) -> bool:
-    from torch.optim import optimizer as optimizer_module
-
     return bool(
         optimizer._optimizer_step_pre_hooks
         or optimizer._optimizer_step_post_hooks

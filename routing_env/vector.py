@@ -375,9 +375,10 @@ class RoutingVectorEnv(VectorEnv):
         """Begin routes on samples ``indices`` in sub-environments ``rows`` (all if None)."""
         net = self.network
         index = torch.from_numpy(indices).to(net.device)
-        first = _pad(net.embed(self._x.index_select(0, index)), net.activation_dim)
+        x = self._x.index_select(0, index)
+        first = _pad(net.embed(x), net.activation_dim)
         if rows is None:
-            self._graph = net.record_routes() if self.train_modules else None
+            self._graph = net.record_routes(x) if self.train_modules else None
             self._depth = np.zeros(self.num_envs, dtype=np.int64)
             self._level = 0
             self._path.fill(-1)
@@ -477,7 +478,7 @@ class RoutingVectorEnv(VectorEnv):
                 sample = torch.from_numpy(samples).to(device)
                 whole = graph is not None and everyone and all_ended
                 net.add_routes(
-                    self._x.index_select(0, sample),
+                    graph.inputs if whole else self._x.index_select(0, sample),
                     self._task_tensor.index_select(0, sample),
                     self._y_tensor.index_select(0, sample),
                     torch.from_numpy(self._path[rows_ended]).to(device),
