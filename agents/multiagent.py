@@ -17,7 +17,6 @@ and five Q-learning routers) to see which learners win the shared modules.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 import time
@@ -30,7 +29,7 @@ from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode
 from agents.factory import make_agent
-from agents.training import route_statistics
+from agents.training import route_statistics, write_results
 
 __all__ = [
     "evaluate_multiagent",
@@ -442,27 +441,9 @@ def train_multiagent(
     return history
 
 
-def write_multiagent_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str:
-    """Write ``results.json``: the final figures first, then the per-epoch history."""
-    os.makedirs(out_dir, exist_ok=True)
-    payload = {
-        **dict(history.get("final", {})),
-        "episodes": history["episodes"],
-        "seconds": history["seconds"],
-        "history": {k: v for k, v in history.items() if k != "final"},
-    }
-    path = os.path.join(os.fspath(out_dir), "results.json")
-    with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2, default=_jsonable)
-    return path
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+#: ``results.json`` of a multi-agent run: the final figures first, then the per-epoch history
+#: (the same file layout as a single-agent run's).
+write_multiagent_results = write_results
 
 
 # ---------------------------------------------------------------------- plots

@@ -2,7 +2,8 @@
 
 Trains, on the same environment settings and seeds, WPL (tabular, per task), Q-learning
 (tabular), Q-learning with an MLP, REINFORCE with an MLP (the four of ``001`` figure 4), plus
-Monte Carlo advantage learning (tabular) and advantage actor-critic (MLP, ``000`` 7.1). Writes
+Monte Carlo advantage learning (tabular) and advantage actor-critic (MLP, ``000`` 7.1), with the
+environment and router settings of ``routing-env train`` (``routing_env.cli``). Writes
 ``comparison.md`` (test accuracy mean ± std over seeds, selection entropy, modules used, time)
 and ``learning_curves.png`` (test accuracy per epoch, mean over seeds) to ``--out``.
 
@@ -22,6 +23,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from routing_env.cli import TRAIN_DEFAULTS  # noqa: E402
+
 ALGORITHMS = {
     "WPL (table)": "wpl",
     "Q-learning (table)": "q",
@@ -38,6 +41,7 @@ def run_one(job: tuple[str, str, int, int, dict[str, Any]]) -> dict[str, Any]:
 
     import routing_env  # noqa: F401
     from agents import evaluate, make_agent, train
+    from routing_env.cli import agent_defaults
     from routing_env.env import RoutingEnv
 
     torch.set_num_threads(1)
@@ -45,7 +49,7 @@ def run_one(job: tuple[str, str, int, int, dict[str, Any]]) -> dict[str, Any]:
     env = RoutingEnv(**env_kwargs)
     test_kwargs = {k: v for k, v in env_kwargs.items() if k in ("dataset", "reward")}
     test = RoutingEnv(split="test", network=env.network, **test_kwargs)
-    agent = make_agent(agent_name, env, seed=seed)
+    agent = make_agent(agent_name, env, seed=seed, **agent_defaults(agent_name))
     history = train(
         agent,
         env,
@@ -66,11 +70,19 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--reward", default="neg_loss", choices=["correct", "neg_loss"])
+    parser.add_argument(
+        "--reward", default="correct", choices=["correct", "neg_loss"], help="final reward"
+    )
+    parser.add_argument("--module-lr", type=float, default=TRAIN_DEFAULTS["module_lr"])
     parser.add_argument("--out", default="runs/compare")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    env_kwargs = {"dataset": args.suite, "reward": args.reward}
+    env_kwargs = {
+        **TRAIN_DEFAULTS,
+        "dataset": args.suite,
+        "reward": args.reward,
+        "module_lr": args.module_lr,
+    }
     jobs = [
         (label, name, seed, args.episodes, env_kwargs)
         for label, name in ALGORITHMS.items()
@@ -83,7 +95,9 @@ def main() -> None:
         f"# Routing algorithms on {args.suite}",
         "",
         f"{args.episodes} training routes, seeds 0..{args.seeds - 1}, reward {args.reward}, "
-        "3 routed layers x (num tasks) modules, full test split, greedy routes.",
+        f"module lr {args.module_lr}, module batch {TRAIN_DEFAULTS['module_batch_size']}, "
+        "router settings of `routing-env train`, 3 routed layers x (num tasks) modules, "
+        "full test split, greedy routes.",
         "",
         "| algorithm | test accuracy (mean ± std) | route entropy (nats) | modules used "
         "| minutes per run |",

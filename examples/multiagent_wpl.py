@@ -14,13 +14,13 @@ test accuracy and selection entropy (mean ± std over seeds) and writes, to ``--
   time, the probability every agent puts on one module, the routing map, the path overlap
   between tasks, selection entropy, per-agent accuracy).
 
-Defaults: ``reward="neg_loss"``, WPL ``lr=0.5`` (in single-agent runs this breaks the routing
-symmetry on DigitsMTL within about 100k routes), Q-learning and REINFORCE with their defaults.
-``--episodes`` counts game rounds; each round routes one sample per task (ten on DigitsMTL).
-The default budget is small (a few minutes on two cores); the symmetry breaking needs about
-``--episodes 10000``.
+Defaults: the settings of ``routing-env train`` (``routing_env.cli.TRAIN_DEFAULTS``): reward
+``+-1``, module lr 0.3, WPL ``lr=0.5`` (in single-agent runs these break the routing symmetry on
+DigitsMTL within about 100k routes); Q-learning and REINFORCE with their defaults.
+``--episodes`` counts game rounds; each round routes one sample per task (ten on DigitsMTL), so
+20,000 rounds give every router 20,000 routes (about a minute per run on one core).
 
-Run: ``python examples/multiagent_wpl.py --episodes 2000 --out runs/multiagent``
+Run: ``python examples/multiagent_wpl.py --episodes 20000 --out runs/multiagent``
 """
 
 from __future__ import annotations
@@ -188,9 +188,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     parser.add_argument("--fashion", action="store_true", help="also run FashionMTL")
     parser.add_argument("--data-dir", default=FASHION_DIR, help="Fashion-MNIST IDX files")
-    parser.add_argument("--reward", choices=["neg_loss", "correct"], default="neg_loss")
+    parser.add_argument("--reward", choices=["neg_loss", "correct"], default="correct")
     parser.add_argument("--wpl-lr", type=float, default=0.5)
-    parser.add_argument("--module-lr", type=float, default=0.1)
+    parser.add_argument("--module-lr", type=float, default=0.3)
     parser.add_argument("--epochs", type=int, default=10, help="evaluations during training")
     parser.add_argument(
         "--eval-rounds", type=int, default=50, help="test samples per task, during training"
