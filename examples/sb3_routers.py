@@ -96,17 +96,20 @@ def run_one(suite: str, router: str, seed: int, args: argparse.Namespace) -> dic
         "curve": {key: evaluation.history[key] for key in ("timesteps", "test_accuracy")},
         "staleness": None if staleness is None else staleness.history,
         "majority_rate": majority_rate(test),
+        "curve_majority_rate": majority_rate(test, args.eval_episodes),
     }
 
 
-def majority_rate(env: Any) -> float:
-    """Test accuracy of always predicting each task's most frequent label."""
+def majority_rate(env: Any, episodes: int | None = None) -> float:
+    """Accuracy of always predicting each task's most frequent test label, on the samples that
+    ``agents.evaluate(..., env, episodes)`` routes (evenly spaced ones when ``episodes`` is
+    set: the curve points see a different positive share than the whole split)."""
     data = env.unwrapped.dataset.split("test")
-    hits = 0
-    for task in np.unique(data.task):
-        labels = data.y[data.task == task]
-        hits += np.bincount(labels).max()
-    return float(hits / len(data.y))
+    count = len(data.y) if episodes is None else min(episodes, len(data.y))
+    chosen = np.linspace(0, len(data.y) - 1, num=count).round().astype(int)
+    tasks, labels = data.task[chosen], data.y[chosen]
+    majority = {t: np.bincount(data.y[data.task == t]).argmax() for t in np.unique(data.task)}
+    return float(np.mean([label == majority[t] for t, label in zip(tasks, labels, strict=True)]))
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:
@@ -160,7 +163,8 @@ def plot(results: list[dict[str, Any]], out: str) -> list[str]:
             steps = runs[0]["curve"]["timesteps"][:length]
             accuracy = np.mean([r["curve"]["test_accuracy"][:length] for r in runs], axis=0)
             axis.plot(steps, accuracy, marker="o", markersize=3, label=router)
-        axis.axhline(runs[0]["majority_rate"], color="grey", linestyle=":", label="majority")
+        majority = runs[0]["curve_majority_rate"]
+        axis.axhline(majority, color="grey", linestyle=":", label="majority label")
         axis.set_title(f"{suite}: test accuracy (greedy)")
         axis.set_xlabel("environment steps")
         axis.legend(fontsize=8)
