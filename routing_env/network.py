@@ -10,7 +10,10 @@ module optimizer; it knows nothing about agents. Environments call it to
 * turn a finished route's activation into outputs (:meth:`RoutedNetwork.outputs`),
 * hand over finished routes for training (:meth:`RoutedNetwork.add_routes`); the modules are
   updated once per ``module_batch_size`` finished routes, with gradients flowing only through
-  the modules on each route (plus trunk and readout), ``001`` Algorithm 2 step 3.
+  the modules on each route (plus trunk and readout), ``001`` Algorithm 2 step 3. A batch
+  routed with a :class:`RouteGraph` (:meth:`RoutedNetwork.record_routes`) keeps the autograd
+  graph of its routing forward pass, and the update that trains on exactly that batch starts
+  from it instead of computing the pass again (same numbers).
 
 Routing modes (DESIGN section 2):
 
@@ -29,14 +32,15 @@ Grouped computation. The weights of each routed layer (and of per-task readout h
 one stacked tensor, transposed to ``(num_modules, in, out)``; every module's ``weight`` and
 ``bias`` parameters are views of it, so optimizer steps and ``load_state_dict`` write through
 and the stack is never copied. A layer whose input and output sizes match has one more slot,
-the identity, which PASS, stop and ended routes (``-1``) go through. A batch is applied in one
-batched matrix product: rows are grouped by module, each group is cut into chunks (one per
-group, as long as the largest group's size, while that at most doubles the rows; otherwise of
-the mean group size), the chunks are padded to that size, multiplied by their module's
+the identity, which PASS, stop and ended routes (``-1``) go through: its chunks come last and
+pass unchanged, without a product (``x @ I + 0`` is ``x``) and without ReLU. A batch is applied
+in one batched matrix product: rows are grouped by module, each group is cut into chunks (one
+per group, as long as the largest group's size, while that at most doubles the rows; otherwise
+of the mean group size), the chunks are padded to that size, multiplied by their module's
 weights in one ``baddbmm``, and gathered back into batch order. The work thus stays within a
-small factor of the unrouted product however the routes are spread, and the number of
-kernels does not grow with the number of modules. Whole routes (:meth:`forward`, module
-training) stay in padded order from one depth to the next: one gather per depth.
+small factor of the unrouted product however the routes are spread, and the number of kernels
+does not grow with the number of modules. Whole routes (:meth:`forward`, module training) stay
+in padded order from one depth to the next: one gather per depth.
 """
 
 from __future__ import annotations
