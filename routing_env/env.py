@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -431,16 +432,9 @@ class RoutingEnv(gym.Env):
         index = self._index
         task = int(self._task[index])
         outputs = net.outputs_sample(self._h, task)
-        label = self._y[index]
-        loss = net.loss_sample(outputs, label)
-        if net.task_type == "classification":
-            prediction: Any = int(outputs.argmax())
-            correct: bool | None = prediction == int(label)
-            label = int(label)
-        else:
-            prediction = outputs.reshape(np.shape(label))
-            correct = None
-        final = final_reward(self.reward_kind, bool(correct), loss)
+        loss, prediction, correct, label, final = judge_sample(
+            net, outputs, self._y[index], self.reward_kind
+        )
         if self.train_modules:
             padding = [-1] * (net.max_depth - len(self._path))
             route = torch.tensor([self._path + padding], dtype=torch.long, device=net.device)
@@ -507,23 +501,57 @@ class RoutingEnv(gym.Env):
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='ansi'")
             return None
-        net = self.network
-        names = []
-        for depth, action in enumerate(self._path):
-            layer = "bank" if net.routing == "recurrent" else f"L{depth}"
-            if action == net.extra_action:
-                names.append("STOP" if net.routing == "recurrent" else f"{layer}:PASS")
-            else:
-                names.append(f"{layer}:m{action}")
-        route = " -> ".join(names) if names else "(no decision yet)"
-        line = f"sample {self._index} task {self._task[self._index]} | {route}"
-        if self._ended:
-            info = self._last_info
-            if info["invalid_action"]:
-                line += " | invalid action"
-            elif info["correct"] is None:
-                line += f" | loss {info['loss']:.4f}"
-            else:
-                verdict = "correct" if info["correct"] else "wrong"
-                line += f" | predicted {info['prediction']} label {info['label']} {verdict}"
-        return line
+        return describe_route(
+            self.network,
+            self._path,
+            self._index,
+            int(self._task[self._index]),
+            self._last_info if self._ended else None,
+        )
+
+
+def judge_sample(
+    network: RoutedNetwork, outputs: np.ndarray, label: Any, reward_kind: str
+) -> tuple[float, Any, bool | None, Any, float]:
+    """Loss, prediction, correctness (``None`` for regression), label (an ``int`` for
+    classification) and final reward of one finished route's outputs."""
+    loss = network.loss_sample(outputs, label)
+    if network.task_type == "classification":
+        prediction: Any = int(outputs.argmax())
+        correct: bool | None = prediction == int(label)
+        label = int(label)
+    else:
+        prediction = outputs.reshape(np.shape(label))
+        correct = None
+    return loss, prediction, correct, label, final_reward(reward_kind, bool(correct), loss)
+
+
+def describe_route(
+    network: RoutedNetwork,
+    path: Sequence[int],
+    sample_index: int,
+    task: int,
+    final_info: Mapping[str, Any] | None = None,
+) -> str:
+    """One line of ``render_mode="ansi"``: a route's modules so far and, once it ended
+    (``final_info`` given), its outcome."""
+    names = []
+    for depth, action in enumerate(path):
+        layer = "bank" if network.routing == "recurrent" else f"L{depth}"
+        if action == network.extra_action:
+            names.append("STOP" if network.routing == "recurrent" else f"{layer}:PASS")
+        else:
+            names.append(f"{layer}:m{action}")
+    route = " -> ".join(names) if names else "(no decision yet)"
+    line = f"sample {sample_index} task {task} | {route}"
+    if final_info is not None:
+        if final_info["invalid_action"]:
+            line += " | invalid action"
+        elif final_info["correct"] is None:
+            line += f" | loss {final_info['loss']:.4f}"
+        else:
+            verdict = "correct" if final_info["correct"] else "wrong"
+            line += (
+                f" | predicted {final_info['prediction']} label {final_info['label']} {verdict}"
+            )
+    return line

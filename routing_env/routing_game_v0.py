@@ -46,9 +46,8 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec, parallel_to_aec_wrapper
 
 from routing_env.datasets import MultiTaskDataset
-from routing_env.env import RoutingEnv
+from routing_env.env import RoutingEnv, describe_route, judge_sample
 from routing_env.network import RoutedNetwork
-from routing_env.rewards import final_reward
 
 __all__ = ["AGENT_PREFIX", "RoutingGame", "agent_name", "env", "parallel_env", "raw_env"]
 
@@ -378,16 +377,9 @@ class RoutingGame(ParallelEnv):
     def _finish(self, route: _Route) -> tuple[np.ndarray, float]:
         net = self.network
         outputs = net.outputs_sample(route.h, route.task)
-        label = self._y[route.index]
-        loss = net.loss_sample(outputs, label)
-        if net.task_type == "classification":
-            prediction: Any = int(outputs.argmax())
-            correct: bool | None = prediction == int(label)
-            label = int(label)
-        else:
-            prediction = outputs.reshape(np.shape(label))
-            correct = None
-        final = final_reward(self.reward_kind, bool(correct), loss)
+        loss, prediction, correct, label, final = judge_sample(
+            net, outputs, self._y[route.index], self.reward_kind
+        )
         self._end_info(route, correct, loss, prediction, label, final, invalid=False)
         return outputs, final
 
@@ -461,26 +453,9 @@ class RoutingGame(ParallelEnv):
         )
 
     def _describe(self, route: _Route) -> str:
-        net = self.network
-        names = []
-        for depth, action in enumerate(route.path):
-            layer = "bank" if net.routing == "recurrent" else f"L{depth}"
-            if action == net.extra_action:
-                names.append("STOP" if net.routing == "recurrent" else f"{layer}:PASS")
-            else:
-                names.append(f"{layer}:m{action}")
-        line = f"sample {route.index} task {route.task} | "
-        line += " -> ".join(names) if names else "(no decision yet)"
-        if route.ended:
-            info = route.info
-            if info["invalid_action"]:
-                line += " | invalid action"
-            elif info["correct"] is None:
-                line += f" | loss {info['loss']:.4f}"
-            else:
-                verdict = "correct" if info["correct"] else "wrong"
-                line += f" | predicted {info['prediction']} label {info['label']} {verdict}"
-        return line
+        return describe_route(
+            self.network, route.path, route.index, route.task, route.info if route.ended else None
+        )
 
     def close(self) -> None:
         """Nothing to release (the network may be shared with other environments)."""
