@@ -287,9 +287,9 @@ def main() -> None:
         ("single-sample env, per-task WPL (agents.train)", "single wpl", None),
     ]
     for label, name, single in rows:
-        line = f"{label:<46}{figures.best(name):10.0f}{figures.ratio(name, 'static'):9.2f}"
+        line = f"{label:<46}{figures.best(name):10.0f}{figures.ratio(name, 'static'):9.3f}"
         line += f"{figures.ratio(name, single):9.1f}" if single else " " * 9
-        line += f"{figures.best(name, 'cpu'):10.0f}{figures.ratio(name, 'static', 'cpu'):9.2f}"
+        line += f"{figures.best(name, 'cpu'):10.0f}{figures.ratio(name, 'static', 'cpu'):9.3f}"
         line += f"{figures.ratio(name, single, 'cpu'):9.1f}" if single else ""
         print(line)
 
