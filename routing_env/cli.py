@@ -75,6 +75,13 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--collaboration-reward", type=float, default=0.0)
     train.add_argument("--data-dir", default=None, help="folder of suites read from files")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--torch-threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: one sample per step gains nothing from more, and "
+        "extra threads spin against other jobs)",
+    )
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,6 +94,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from agents.training import train
     from routing_env.plots import plot_history
 
+    torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
     env_kwargs: dict[str, Any] = {
         "reward": args.reward,
@@ -187,8 +195,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_train(commands)
     args = parser.parse_args(argv)
     if args.command == "demo":
+        import torch
+
         from routing_env.demo import main as demo_main
 
+        # One sample per step: more threads only spin against each other.
+        torch.set_num_threads(1)
         demo_main(episodes=args.episodes, seed=args.seed)
     elif args.command == "train":
         run_train(args)
