@@ -14,7 +14,12 @@ from gymnasium import spaces
 
 from routing_env.datasets import MultiTaskDataset, load_suite
 from routing_env.network import RoutedNetwork
-from routing_env.rewards import FINAL_REWARDS, SelectionHistory, final_reward
+from routing_env.rewards import (
+    FINAL_REWARDS,
+    SelectionHistory,
+    final_reward,
+    invalid_action_reward,
+)
 
 INVALID_ACTION_MODES = ("end", "raise")
 SAMPLE_ORDERS = ("shuffle", "sequential")
@@ -452,7 +457,7 @@ class RoutingEnv(gym.Env):
         label = self._y[self._index]
         if self.network.task_type == "classification":
             label = int(label)
-        final = -1.0 if self.reward_kind == "correct" else -self.invalid_action_loss
+        final = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
         info = self._end_info(False, float("nan"), None, label, final, invalid=True)
         return self._observation(self._h), final, True, False, info
 

@@ -371,11 +371,17 @@ class RoutedNetwork(nn.Module):
 
     def loss_sample(self, outputs: np.ndarray, y: Any) -> float:
         """Cross-entropy or squared error of one sample, as :meth:`per_sample_loss`."""
+        return float(self.losses_numpy(outputs[None], np.asarray(y)[None])[0])
+
+    def losses_numpy(self, outputs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Per-row cross-entropy or mean squared error of ``(batch, outputs)`` in float64."""
+        values = outputs.astype(np.float64)
         if self.task_type == "classification":
-            shifted = outputs.astype(np.float64) - outputs.max()
-            return float(np.log(np.exp(shifted).sum()) - shifted[int(y)])
-        target = np.asarray(y, dtype=np.float64).reshape(outputs.shape)
-        return float(np.mean((outputs.astype(np.float64) - target) ** 2))
+            shifted = values - values.max(axis=1, keepdims=True)
+            log_total = np.log(np.exp(shifted).sum(axis=1))
+            return log_total - shifted[np.arange(len(labels)), labels.astype(np.int64)]
+        target = labels.astype(np.float64).reshape(values.shape)
+        return ((values - target) ** 2).mean(axis=1)
 
     def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> RoutedNetwork:
         # Moving or casting parameters replaces their storage: drop the NumPy views and

@@ -27,6 +27,19 @@ def final_reward(kind: str, correct: bool, loss: float) -> float:
     return -loss
 
 
+def final_rewards(kind: str, correct: np.ndarray, loss: np.ndarray) -> np.ndarray:
+    """:func:`final_reward` of many finished routes at once."""
+    if kind == "correct":
+        return np.where(correct, 1.0, -1.0)
+    return -loss
+
+
+def invalid_action_reward(kind: str, invalid_action_loss: float) -> float:
+    """The final reward of a route ended by a masked action: the worst outcome, a wrong
+    prediction (``-1``) or the loss charged for an invalid action (``"neg_loss"``)."""
+    return -1.0 if kind == "correct" else -invalid_action_loss
+
+
 class SelectionHistory:
     """Sliding window of the modules chosen at each layer, for the collaboration reward.
 
@@ -61,6 +74,46 @@ class SelectionHistory:
         self._recent[layer, slot] = action
         self._counts[layer, action] += 1
         self._next[layer] = (slot + 1) % self.window
+
+    def frequencies(self, layers: int | np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """:meth:`frequency` of many decisions, read from the window as it stands."""
+        totals = self._filled[layers]
+        return np.where(totals > 0, self._counts[layers, actions] / np.maximum(totals, 1), 0.0)
+
+    def record_many(self, layers: int | np.ndarray, actions: np.ndarray) -> None:
+        """:meth:`record` of each decision in order, vectorised.
+
+        The decisions go into the ring as slices, each slot evicting what it held; decisions
+        that a later one of the same call would overwrite (more than ``window`` of them) are
+        counted in and out at once.
+        """
+        if isinstance(layers, int):
+            groups = [(layers, actions)]
+        else:
+            groups = [(layer, actions[layers == layer]) for layer in np.unique(layers).tolist()]
+        window, counts = self.window, self._counts
+        num_actions = counts.shape[1]
+        for layer, chosen in groups:
+            counts[layer] += np.bincount(chosen, minlength=num_actions)
+            position = int(self._next[layer])
+            start = max(0, len(chosen) - window)  # earlier ones are evicted within this call
+            if start:
+                counts[layer] -= np.bincount(chosen[:start], minlength=num_actions)
+                position = (position + start) % window
+            remaining = chosen[start:]
+            while len(remaining):  # at most two slices per lap of the ring
+                take = min(len(remaining), window - position)
+                ring = self._recent[layer, position : position + take]
+                if self._filled[layer] < window:
+                    evicted = ring[ring >= 0]
+                    self._filled[layer] += take - len(evicted)
+                else:
+                    evicted = ring
+                counts[layer] -= np.bincount(evicted, minlength=num_actions)
+                ring[:] = remaining[:take]
+                remaining = remaining[take:]
+                position = (position + take) % window
+            self._next[layer] = position
 
     def clear(self) -> None:
         """Forget every recorded decision."""

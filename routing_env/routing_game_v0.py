@@ -48,6 +48,7 @@ from pettingzoo.utils.conversions import parallel_to_aec, parallel_to_aec_wrappe
 from routing_env.datasets import MultiTaskDataset
 from routing_env.env import RoutingEnv, describe_route, judge_sample
 from routing_env.network import RoutedNetwork
+from routing_env.rewards import invalid_action_reward
 
 __all__ = ["AGENT_PREFIX", "RoutingGame", "agent_name", "env", "parallel_env", "raw_env"]
 
@@ -387,7 +388,7 @@ class RoutingGame(ParallelEnv):
         label = self._y[route.index]
         if self.network.task_type == "classification":
             label = int(label)
-        final = -1.0 if self.reward_kind == "correct" else -self.invalid_action_loss
+        final = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
         # RoutingEnv reports nan here; None says the same (no prediction, no loss) and, unlike
         # nan, compares equal to itself, as PettingZoo's determinism checks (seed tests)
         # require of infos.

@@ -20,6 +20,7 @@ from gymnasium.vector.utils import batch_space
 from routing_env.datasets import MultiTaskDataset
 from routing_env.env import RoutingEnv
 from routing_env.network import RouteGraph
+from routing_env.rewards import final_rewards, invalid_action_reward
 
 # Keys of the end-of-route info, in the order of RoutingEnv's final info.
 END_INFO_KEYS = (
@@ -270,14 +271,14 @@ class RoutingVectorEnv(VectorEnv):
             if len(chosen):
                 history = net.selection_history
                 if self.collaboration_reward:
-                    frequency = _frequencies(history, layers, chosen)
+                    frequency = history.frequencies(layers, chosen)
                     scale = self.collaboration_reward / net.max_depth
                     if every_module:
                         rewards += scale * frequency
                     else:
                         rewards[is_module] = scale * frequency
                 if self.train_modules:
-                    _record(history, layers, chosen)
+                    history.record_many(layers, chosen)
 
         if self._graph is not None and not (valid and level is not None):
             self._drop_graph()  # the routes no longer move as one batch
@@ -459,17 +460,14 @@ class RoutingVectorEnv(VectorEnv):
             else:  # the last module's output is already in h
                 outputs = ended_h[:, : net.num_outputs]
             outputs_np = outputs.cpu().numpy()
-            ended_loss = _losses(outputs_np, labels_ended, self._classification)
+            ended_loss = net.losses_numpy(outputs_np, labels_ended)
             loss[rows_ended] = ended_loss
             if self._classification:
                 predicted = outputs_np.argmax(axis=1)
                 hit = predicted == labels_ended
                 prediction[rows_ended] = predicted
                 correct[rows_ended] = hit
-                if self.reward_kind == "correct":
-                    final[rows_ended] = np.where(hit, 1.0, -1.0)
-                else:
-                    final[rows_ended] = -ended_loss
+                final[rows_ended] = final_rewards(self.reward_kind, hit, ended_loss)
             else:
                 shape = (len(rows_ended), *labels_ended.shape[1:])
                 prediction[rows_ended] = outputs_np.reshape(shape)
@@ -491,8 +489,7 @@ class RoutingVectorEnv(VectorEnv):
             invalid = self._never.copy()
         else:
             invalid = ~allowed
-            worst = -1.0 if self.reward_kind == "correct" else -self.invalid_action_loss
-            final[invalid] = worst
+            final[invalid] = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
         rewards += final
 
         # The finished routes' last observations and infos.
@@ -591,72 +588,3 @@ def _pad(h: torch.Tensor, width: int) -> torch.Tensor:
     if h.shape[1] == width:
         return h
     return torch.nn.functional.pad(h, (0, width - h.shape[1]))
-
-
-def _losses(outputs: np.ndarray, labels: np.ndarray, classification: bool) -> np.ndarray:
-    """Per-row cross-entropy or mean squared error in float64, as ``loss_sample``."""
-    values = outputs.astype(np.float64)
-    if classification:
-        shifted = values - values.max(axis=1, keepdims=True)
-        log_total = np.log(np.exp(shifted).sum(axis=1))
-        return log_total - shifted[np.arange(len(labels)), labels.astype(np.int64)]
-    target = labels.astype(np.float64).reshape(values.shape)
-    return ((values - target) ** 2).mean(axis=1)
-
-
-def _frequencies(history: Any, layers: int | np.ndarray, actions: np.ndarray) -> np.ndarray:
-    """``C(a)`` of each decision, read from the window as it stands (before recording)."""
-    counts = getattr(history, "_counts", None)
-    filled = getattr(history, "_filled", None)
-    if counts is None or filled is None:
-        layer_list = np.broadcast_to(layers, actions.shape).tolist()
-        pairs = zip(layer_list, actions.tolist(), strict=True)
-        return np.array([history.frequency(layer, action) for layer, action in pairs])
-    totals = filled[layers]
-    return np.where(totals > 0, counts[layers, actions] / np.maximum(totals, 1), 0.0)
-
-
-def _record(history: Any, layers: int | np.ndarray, actions: np.ndarray) -> None:
-    """``history.record(layer, action)`` for each decision in order, vectorised.
-
-    Equivalent to the calls one by one: the decisions go into the ring as slices, each slot
-    evicting what it held; decisions that a later one of the same call would overwrite (more
-    than ``window`` of them) are counted in and out at once.
-    """
-    needed = ("_recent", "_counts", "_next", "_filled", "window")
-    if not all(hasattr(history, name) for name in needed):
-        layer_list = np.broadcast_to(layers, actions.shape).tolist()
-        for layer, action in zip(layer_list, actions.tolist(), strict=True):
-            history.record(layer, action)
-        return
-    if isinstance(layers, int):
-        groups = [(layers, actions)]
-    else:
-        groups = [(layer, actions[layers == layer]) for layer in np.unique(layers).tolist()]
-    window = history.window
-    recent, counts, filled = history._recent, history._counts, history._filled
-    num_actions = counts.shape[1]
-    for layer, chosen in groups:
-        counts[layer] += np.bincount(chosen, minlength=num_actions)
-        position = int(history._next[layer])
-        # Write the decisions into the ring in order, as slices (at most two per lap); each
-        # slot written evicts the decision it held, if any.
-        start = max(0, len(chosen) - window)  # earlier ones are evicted within this call
-        if start:
-            overwritten = chosen[:start]
-            counts[layer] -= np.bincount(overwritten, minlength=num_actions)
-            position = (position + start) % window
-        remaining = chosen[start:]
-        while len(remaining):
-            take = min(len(remaining), window - position)
-            ring = recent[layer, position : position + take]
-            if filled[layer] < window:
-                evicted = ring[ring >= 0]
-                filled[layer] += take - len(evicted)
-            else:
-                evicted = ring
-            counts[layer] -= np.bincount(evicted, minlength=num_actions)
-            ring[:] = remaining[:take]
-            remaining = remaining[take:]
-            position = (position + take) % window
-        history._next[layer] = position

@@ -11,7 +11,6 @@ import agents
 import routing_env
 from routing_env import RoutedNetwork, RoutingEnv, RoutingVectorEnv
 from routing_env.rewards import SelectionHistory
-from routing_env.vector import _record
 
 SMALL_SYNTHETIC = {"samples_per_task": 100, "test_samples_per_task": 20}
 END_KEYS = {
@@ -389,7 +388,7 @@ def test_vectorised_window_matches_recording_one_by_one():
         actions = rng.integers(0, 5, size)
         for layer, action in zip(layers.tolist(), actions.tolist(), strict=True):
             one.record(layer, action)
-        _record(many, layers, actions)
+        many.record_many(layers, actions)
         for layer in range(2):
             for action in range(6):
                 assert one.frequency(layer, action) == many.frequency(layer, action)
