@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode
 from agents.factory import make_agent
-from agents.training import route_statistics, write_results
+from agents.training import evaluation_indices, route_statistics, write_results
 
 __all__ = [
     "evaluate_multiagent",
@@ -239,8 +239,7 @@ def evaluate_multiagent(
     selected = {}
     for agent, samples in game.task_samples.items():
         count = samples.size if rounds is None else min(int(rounds), samples.size)
-        positions = np.linspace(0, samples.size - 1, num=count).round().astype(int)
-        selected[agent] = samples[positions]
+        selected[agent] = samples[evaluation_indices(samples.size, count)]
     total = max(len(indices) for indices in selected.values())
     infos: dict[str, list] = {agent: [] for agent in game.possible_agents}
     returns: dict[str, list] = {agent: [] for agent in game.possible_agents}

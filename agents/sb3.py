@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -270,9 +270,6 @@ class SB3Router(Agent):
         """Not supported: train the model with ``model.learn(total_timesteps)``."""
         raise TypeError(_LEARN_WITH_SB3)
 
-    def learn_batch(self, episodes: Sequence[Episode]) -> None:
-        """Not supported: train the model with ``model.learn(total_timesteps)``."""
-        raise TypeError(_LEARN_WITH_SB3)
 
 
 _LEARN_WITH_SB3 = (

@@ -68,7 +68,7 @@ def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[
         agent = SB3Router(agent)
     base = env.unwrapped
     count = base.num_samples if episodes is None else min(int(episodes), base.num_samples)
-    indices = np.linspace(0, base.num_samples - 1, num=count).round().astype(int)
+    indices = evaluation_indices(base.num_samples, count)
     was_greedy = agent.greedy
     agent.greedy = True
     try:
@@ -84,6 +84,12 @@ def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[
         num_actions=network.num_actions,
         recurrent=network.routing == "recurrent",
     )
+
+
+def evaluation_indices(num_samples: int, count: int) -> np.ndarray:
+    """``count`` evenly spaced indices of ``num_samples`` samples: the samples an evaluation
+    routes, the same at every call, every task represented."""
+    return np.linspace(0, num_samples - 1, num=count).round().astype(int)
 
 
 def route_statistics(
@@ -315,21 +321,17 @@ def _batch(
     step ``last``, stacked from the logged steps (one pass per step, not per decision)."""
     first = int(starts.min())
     lengths = last - starts + 1
-    if (starts == first).all():  # all began together: plain stacking
-        columns = zip(*(steps[number] for number in range(first, last + 1)), strict=True)
-        stacked = [np.stack([step[rows] for step in column], axis=1) for column in columns]
-    else:
-        width = int(lengths.max())
-        stacked = []
-        for field, template in enumerate(steps[last]):
-            padding = -1 if field == 4 else 0  # actions are padded with -1
-            shape = (len(rows), width, *template.shape[1:])
-            stacked.append(np.full(shape, padding, dtype=template.dtype))
-        for number in range(first, last + 1):
-            live = np.flatnonzero(starts <= number)
-            position = number - starts[live]
-            for column, values in zip(stacked, steps[number], strict=True):
-                column[live, position] = values[rows[live]]
+    width = int(lengths.max())
+    stacked = []
+    for field, template in enumerate(steps[last]):
+        padding = -1 if field == 4 else 0  # actions are padded with -1
+        shape = (len(rows), width, *template.shape[1:])
+        stacked.append(np.full(shape, padding, dtype=template.dtype))
+    for number in range(first, last + 1):
+        live = np.flatnonzero(starts <= number)
+        position = number - starts[live]
+        for column, values in zip(stacked, steps[number], strict=True):
+            column[live, position] = values[rows[live]]
     activation, task, depth, masks, actions, rewards = stacked
     return EpisodeBatch(activation, task, depth, masks, actions, rewards, lengths, final_info)
 
@@ -347,8 +349,6 @@ def _final_columns(infos: Mapping[str, Any], rows: np.ndarray) -> dict[str, np.n
 
 def _hits(correct: np.ndarray) -> list[bool]:
     """``bool(info["correct"])`` of each route (``None`` for regression counts as a miss)."""
-    if correct.dtype == bool:
-        return correct.tolist()
     return [bool(value) for value in correct.tolist()]
 
 

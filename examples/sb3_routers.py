@@ -35,6 +35,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from agents.training import evaluation_indices  # noqa: E402
+
 SUITES = {"synthetic": "synthetic-mtl", "digits": "digits-mtl"}
 ROUTERS = ("ppo", "a2c", "dqn", "dqn-small-buffer", "maskable-ppo")
 
@@ -106,7 +108,7 @@ def majority_rate(env: Any, episodes: int | None = None) -> float:
     set: the curve points see a different positive share than the whole split)."""
     data = env.unwrapped.dataset.split("test")
     count = len(data.y) if episodes is None else min(episodes, len(data.y))
-    chosen = np.linspace(0, len(data.y) - 1, num=count).round().astype(int)
+    chosen = evaluation_indices(len(data.y), count)
     tasks, labels = data.task[chosen], data.y[chosen]
     majority = {t: np.bincount(data.y[data.task == t]).argmax() for t in np.unique(data.task)}
     return float(np.mean([label == majority[t] for t, label in zip(tasks, labels, strict=True)]))
