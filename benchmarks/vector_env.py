@@ -163,19 +163,14 @@ class RandomVector:
 def random_valid(rng: np.random.Generator, masks: np.ndarray, depth: np.ndarray) -> np.ndarray:
     """One action per row, uniform among the row's allowed ones.
 
-    The action mask is a function of the depth, so rows are drawn depth by depth: the cost
-    is one random integer per row, not one random number per action and row, and the driver
-    does not slow down with the number of modules, which the tables measure.
+    The routes move in step, so one mask serves every row: the cost is one random integer
+    per row, not one random number per action and row, and the driver does not slow down
+    with the number of modules, which the tables measure.
     """
-    if (depth == depth[0]).all():  # the sub-environments move in step: one mask
-        allowed = np.flatnonzero(masks[0])
-        return allowed[rng.integers(len(allowed), size=len(depth))]
-    actions = np.empty(len(depth), dtype=np.int64)
-    for level in np.unique(depth).tolist():
-        rows = depth == level
-        allowed = np.flatnonzero(masks[rows.argmax()])
-        actions[rows] = allowed[rng.integers(len(allowed), size=int(rows.sum()))]
-    return actions
+    # Layered routing with valid actions: the sub-environments always move in step.
+    assert (depth == depth[0]).all(), "the benchmark's routes must move in step"
+    allowed = np.flatnonzero(masks[0])
+    return allowed[rng.integers(len(allowed), size=len(depth))]
 
 
 def wpl_vector(num_envs: int, num_modules: int, routes: int, seed: int = 0) -> Rate:

@@ -75,13 +75,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--collaboration-reward", type=float, default=0.0)
     train.add_argument("--data-dir", default=None, help="folder of suites read from files")
     train.add_argument("--no-progress", action="store_true")
-    train.add_argument(
-        "--torch-threads",
-        type=int,
-        default=1,
-        help="torch threads (default 1: one sample per step gains nothing from more, and "
-        "extra threads spin against other jobs)",
-    )
+
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,7 +88,6 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from agents.training import train
     from routing_env.plots import plot_history
 
-    torch.set_num_threads(args.torch_threads)
     torch.manual_seed(args.seed)
     env_kwargs: dict[str, Any] = {
         "reward": args.reward,
@@ -193,14 +186,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--episodes", type=int, default=200_000, help="training routes of WPL")
     demo.add_argument("--seed", type=int, default=0)
     _add_train(commands)
+    for command in (demo, commands.choices["train"]):
+        command.add_argument(
+            "--torch-threads",
+            type=int,
+            default=1,
+            help="torch threads (default 1: one sample per step gains nothing from more, and "
+            "extra threads spin against other jobs)",
+        )
     args = parser.parse_args(argv)
-    if args.command == "demo":
-        import torch
+    import torch
 
+    torch.set_num_threads(args.torch_threads)
+    if args.command == "demo":
         from routing_env.demo import main as demo_main
 
-        # One sample per step: more threads only spin against each other.
-        torch.set_num_threads(1)
         demo_main(episodes=args.episodes, seed=args.seed)
     elif args.command == "train":
         run_train(args)

@@ -137,7 +137,7 @@ class RoutingGame(ParallelEnv):
         self.dataset: MultiTaskDataset = template.dataset
         self.split: str = template.split
         self.network: RoutedNetwork = template.network
-        self._owns_network = kwargs.get("network") is None
+        self._owns_network = template._owns_network
         self.reward_kind: str = template.reward_kind
         self.train_modules: bool = template.train_modules
         self.sample_order: str = template.sample_order
@@ -173,7 +173,7 @@ class RoutingGame(ParallelEnv):
         }
         self.agents: list[str] = []
         self._np_random: np.random.Generator | None = None
-        self._orders = {agent: samples.copy() for agent, samples in self.task_samples.items()}
+        self._orders: dict[str, np.ndarray] = {}  # drawn by the first _next_index of a pass
         self._positions = {agent: samples.size for agent, samples in self.task_samples.items()}
         self._routes: dict[str, _Route] = {}
 

@@ -135,7 +135,7 @@ class RoutingVectorEnv(VectorEnv):
         self.dataset = template.dataset
         self.split = template.split
         self.network = template.network
-        self._owns_network = kwargs.get("network") is None
+        self._owns_network = template._owns_network
         self.reward_kind = template.reward_kind
         self.train_modules = template.train_modules
         self.sample_order = template.sample_order
