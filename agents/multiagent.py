@@ -29,7 +29,12 @@ from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode
 from agents.factory import make_agent
-from agents.training import evaluation_indices, route_statistics, write_results
+from agents.training import (
+    evaluation_indices,
+    route_statistics,
+    selection_entropy,
+    write_results,
+)
 
 __all__ = [
     "evaluate_multiagent",
@@ -202,17 +207,6 @@ def _mean_loss(infos: Sequence[Mapping[str, Any]]) -> float:
     """Mean loss of the routes that made a prediction (invalid-action routes have none)."""
     losses = np.array([info["loss"] for info in infos], dtype=float)  # None -> nan
     return float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan")
-
-
-def _entropy(probabilities: np.ndarray) -> float:
-    p = probabilities[probabilities > 0]
-    return float(-(p * np.log(p)).sum())
-
-
-def _selection_entropy(counts: np.ndarray) -> float:
-    """Mean over depths of the entropy of the actions chosen there (as ``route_statistics``)."""
-    rows = [row / row.sum() for row in counts if row.sum() > 0]
-    return float(np.mean([_entropy(row) for row in rows])) if rows else 0.0
 
 
 def evaluate_multiagent(
@@ -395,11 +389,11 @@ def train_multiagent(
         for agent in agents:
             history["mean_reward"][agent].append(float(np.mean(returns[agent])))
             history["train_accuracy"][agent].append(float(np.mean(hits[agent])))
-        history["train_route_entropy"].append(_selection_entropy(counts))
+        history["train_route_entropy"].append(selection_entropy(counts))
         for agent in tabular:
             table = policy_table(policies[agent], base.agent_task[agent], masks)
             history["policy"][agent].append(table.tolist())
-            history["policy_entropy"][agent].append(float(np.mean([_entropy(r) for r in table])))
+            history["policy_entropy"][agent].append(selection_entropy(table))
         returns = {agent: [] for agent in agents}
         hits = {agent: [] for agent in agents}
         counts[:] = 0

@@ -113,7 +113,6 @@ def route_statistics(
         for t in range(num_tasks)
     ]
     per_depth = counts.sum(axis=0)
-    entropies = [_entropy(row) for row in per_depth if row.sum() > 0]
     module_counts = per_depth[:, : num_actions - 1]
     if recurrent:
         modules_used = int(np.count_nonzero(module_counts.sum(axis=0)))
@@ -125,14 +124,22 @@ def route_statistics(
         "per_task_accuracy": per_task,
         "mean_reward": float(np.mean(returns)) if returns else float("nan"),
         "mean_loss": float(np.nanmean(losses)) if np.any(np.isfinite(losses)) else float("nan"),
-        "route_entropy": float(np.mean(entropies)) if entropies else 0.0,
+        "route_entropy": selection_entropy(per_depth),
         "modules_used": modules_used,
         "routing_map": routing_map.tolist(),
         "episodes": len(final_infos),
     }
 
 
-def _entropy(counts: np.ndarray) -> float:
+def selection_entropy(counts: np.ndarray) -> float:
+    """Mean over depths (rows of ``counts``, action counts or probabilities) of the entropy,
+    in nats, of the actions chosen there; depths never reached are left out (0 if none)."""
+    entropies = [entropy(row) for row in counts if row.sum() > 0]
+    return float(np.mean(entropies)) if entropies else 0.0
+
+
+def entropy(counts: np.ndarray) -> float:
+    """Entropy, in nats, of the distribution proportional to ``counts``."""
     p = counts[counts > 0] / counts.sum()
     return float(-(p * np.log(p)).sum())
 
