@@ -139,18 +139,23 @@ class Static:
 # ---------------------------------------------------------------------- vector env
 
 
+def make_vector(num_envs: int, num_modules: int) -> RoutingVectorEnv:
+    """The benchmarked vector env: one module update per batch of finished routes."""
+    return RoutingVectorEnv(
+        num_envs=num_envs,
+        dataset=DATASET,
+        num_modules=num_modules,
+        hidden_dim=HIDDEN,
+        max_depth=DEPTH,
+        module_batch_size=num_envs,
+    )
+
+
 class RandomVector:
     """The vector env stepped with uniformly random valid actions."""
 
     def __init__(self, num_envs: int, num_modules: int, seed: int = 0) -> None:
-        self.env = RoutingVectorEnv(
-            num_envs=num_envs,
-            dataset=DATASET,
-            num_modules=num_modules,
-            hidden_dim=HIDDEN,
-            max_depth=DEPTH,
-            module_batch_size=num_envs,
-        )
+        self.env = make_vector(num_envs, num_modules)
         self.rng = np.random.default_rng(seed)
         self.obs, self.infos = self.env.reset(seed=seed)
 
@@ -175,14 +180,7 @@ def random_valid(rng: np.random.Generator, masks: np.ndarray, depth: np.ndarray)
 
 def wpl_vector(num_envs: int, num_modules: int, routes: int, seed: int = 0) -> Rate:
     """Routes/s of ``agents.train`` with per-task tabular WPL on the vector env."""
-    env = RoutingVectorEnv(
-        num_envs=num_envs,
-        dataset=DATASET,
-        num_modules=num_modules,
-        hidden_dim=HIDDEN,
-        max_depth=DEPTH,
-        module_batch_size=num_envs,
-    )
+    env = make_vector(num_envs, num_modules)
     agent = agents.make_agent("wpl", env, seed=seed)
     agents.train(agent, env, episodes=num_envs * 4, progress=False, seed=seed)  # warm-up
 
