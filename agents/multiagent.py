@@ -481,6 +481,8 @@ def plot_multiagent(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from routing_env.plots import draw_routing_map
+
     os.makedirs(out_dir, exist_ok=True)
     out = os.fspath(out_dir)
     episodes = np.asarray(history["routes"])
@@ -547,17 +549,10 @@ def plot_multiagent(
     if history.get("routing_map"):
         grid = np.asarray(history["routing_map"][-1])
         figure, axis = plt.subplots(figsize=(2.5 + 0.8 * grid.shape[1], 1.2 + 0.4 * grid.shape[0]))
-        axis.imshow(np.ma.masked_less(grid, 0), cmap="tab20", aspect="auto", vmin=0, vmax=19)
-        for (task, step), action in np.ndenumerate(grid):
-            text = "-" if action < 0 else "P" if action == extra else str(action)
-            axis.text(step, task, text, ha="center", va="center")
-        axis.set(
-            xlabel="depth",
-            ylabel="task (agent)",
-            xticks=range(grid.shape[1]),
-            yticks=range(grid.shape[0]),
+        draw_routing_map(
+            axis, grid, f"routing map (greedy; P = PASS/stop)\n{title}", extra, "task (agent)"
         )
-        axis.set_title(f"routing map (greedy; P = PASS/stop)\n{title}", fontsize=9)
+        axis.title.set_fontsize(9)
         save(figure, "routing_map.png")
     if history.get("path_overlap"):
         overlap = np.asarray(history["path_overlap"][-1])

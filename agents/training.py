@@ -371,11 +371,12 @@ def write_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str
     }
     path = os.path.join(os.fspath(out_dir), "results.json")
     with open(path, "w") as handle:
-        json.dump(payload, handle, indent=2, default=_jsonable)
+        json.dump(payload, handle, indent=2, default=jsonable)
     return path
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """``json.dump``'s ``default`` for NumPy scalars and arrays (plain numbers and lists)."""
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):

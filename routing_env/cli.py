@@ -8,6 +8,7 @@ router, prints a progress bar and a final table, and writes ``DIR/results.json``
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 from collections.abc import Sequence
@@ -174,6 +175,11 @@ def print_table(results: dict[str, Any]) -> None:
         print(f"{task:>4}  {100 * accuracy:7.2f}%  {cells}")
 
 
+#: Verbs defined in modules of their own: each has ``add_parser(commands)``, whose parser sets
+#: the default ``run_verb`` (the function that runs the parsed arguments).
+VERB_MODULES = ("routing_env.compare", "routing_env.report")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``routing-env`` console script."""
     parser = argparse.ArgumentParser(
@@ -186,6 +192,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--episodes", type=int, default=200_000, help="training routes of WPL")
     demo.add_argument("--seed", type=int, default=0)
     _add_train(commands)
+    for name in VERB_MODULES:
+        importlib.import_module(name).add_parser(commands)
     for command in (demo, commands.choices["train"]):
         command.add_argument(
             "--torch-threads",
@@ -197,13 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    torch.set_num_threads(args.torch_threads)
+    # The verbs of their own modules run one torch thread per run (routing_env.runs).
+    torch.set_num_threads(getattr(args, "torch_threads", 1))
     if args.command == "demo":
         from routing_env.demo import main as demo_main
 
         demo_main(episodes=args.episodes, seed=args.seed)
     elif args.command == "train":
         run_train(args)
+    else:
+        args.run_verb(args)
     return 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -52,19 +52,89 @@ def plot_routing_map(routing_map: Any, out_dir: str | os.PathLike, title: str = 
     """Heat map of the routing map (task x depth -> most chosen action) as ``routing_map.png``."""
     grid = np.asarray(routing_map)
     figure, axis = plt.subplots(figsize=(1.2 + 0.7 * grid.shape[1], 1.0 + 0.35 * grid.shape[0]))
-    masked = np.ma.masked_less(grid, 0)
-    axis.imshow(masked, cmap="tab20", aspect="auto", vmin=0, vmax=max(19, int(grid.max())))
-    for (task, depth), action in np.ndenumerate(grid):
-        axis.text(depth, task, "-" if action < 0 else str(action), ha="center", va="center")
-    axis.set(
-        xlabel="depth",
-        ylabel="task",
-        title=title or "routing map",
-        xticks=range(grid.shape[1]),
-        yticks=range(grid.shape[0]),
-    )
+    draw_routing_map(axis, grid, title or "routing map")
     figure.tight_layout()
     path = os.path.join(os.fspath(out_dir), "routing_map.png")
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_routing_maps(
+    routing_maps: Mapping[str, Any], path: str | os.PathLike, extra_action: int | None = None
+) -> str:
+    """Several routing maps side by side, titled by their keys (e.g. one per method), in one
+    PNG at ``path``; ``extra_action`` (PASS / stop) is drawn as "P"."""
+    if not routing_maps:
+        raise ValueError("no routing maps to plot")
+    grids = {name: np.asarray(grid) for name, grid in routing_maps.items()}
+    rows, depths = max(g.shape[0] for g in grids.values()), max(g.shape[1] for g in grids.values())
+    figure, axes = plt.subplots(
+        1, len(grids), figsize=(len(grids) * (1.6 + 0.7 * depths), 1.2 + 0.35 * rows), squeeze=False
+    )
+    for axis, (name, grid) in zip(axes[0], grids.items(), strict=True):
+        draw_routing_map(axis, grid, name, extra_action)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.fspath(path)
+
+
+def draw_routing_map(
+    axis: Any, grid: np.ndarray, title: str, extra_action: int | None = None, ylabel: str = "task"
+) -> None:
+    """Draw a routing map (task x depth -> action, ``-1`` = not reached) on a matplotlib axis:
+    one colour per action, the action's number in each cell ("P" for ``extra_action``, PASS
+    or stop, when given)."""
+    masked = np.ma.masked_less(grid, 0)
+    axis.imshow(masked, cmap="tab20", aspect="auto", vmin=0, vmax=max(19, int(grid.max())))
+    for (task, depth), action in np.ndenumerate(grid):
+        text = "-" if action < 0 else "P" if action == extra_action else str(action)
+        axis.text(depth, task, text, ha="center", va="center")
+    axis.set(
+        xlabel="depth",
+        ylabel=ylabel,
+        title=title,
+        xticks=range(grid.shape[1]),
+        yticks=range(grid.shape[0]),
+    )
+
+
+def plot_curves(
+    records: Sequence[Mapping[str, Any]],
+    key: str,
+    path: str | os.PathLike,
+    ylabel: str,
+    title: str = "",
+    reference: float | None = None,
+) -> str:
+    """One line per method: the mean over seeds of ``record["curve"][key]`` against
+    ``record["curve"]["samples"]``, with the band between the seeds' lowest and highest values;
+    ``reference`` (e.g. the majority rate) as a dashed line. Records are those of
+    :func:`routing_env.runs.run`; a method's seeds must share their evaluation points."""
+    figure, axis = plt.subplots(figsize=(7.5, 4.5))
+    for number, method in enumerate(dict.fromkeys(r["method"] for r in records)):
+        runs = [r for r in records if r["method"] == method]
+        samples = runs[0]["curve"]["samples"]
+        values = np.array(
+            [[np.nan if v is None else v for v in r["curve"][key]] for r in runs], dtype=float
+        )
+        color = f"C{number % 10}"
+        style = "-" if number < 10 else "--"
+        axis.plot(samples, np.nanmean(values, axis=0), style, color=color, label=method)
+        if len(runs) > 1:
+            axis.fill_between(
+                samples,
+                np.nanmin(values, axis=0),
+                np.nanmax(values, axis=0),
+                color=color,
+                alpha=0.12,
+            )
+    if reference is not None:
+        axis.axhline(reference, color="grey", linestyle=":", label="majority rate")
+    axis.set(xlabel="training samples", ylabel=ylabel, title=title)
+    axis.legend(fontsize=7, ncol=2)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.fspath(path)

@@ -1,0 +1,110 @@
+import json
+import math
+import os
+
+import pytest
+
+from routing_env.cli import main
+from routing_env.compare import compare, confidence_interval, results_table, summarize
+from routing_env.datasets import load_suite
+
+
+@pytest.fixture(scope="module")
+def small_suite(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    load_suite("synthetic-mtl", num_tasks=4, samples_per_task=60, test_samples_per_task=15).to_npz(
+        path
+    )
+    return str(path)
+
+
+def test_confidence_interval_is_student_t_of_the_mean():
+    mean, half = confidence_interval([0.90, 0.92, 0.94])
+    # t(0.975, 2 dof) = 4.302653; sample std 0.02; half = t * 0.02 / sqrt(3)
+    assert mean == pytest.approx(0.92)
+    assert half == pytest.approx(4.302653 * 0.02 / math.sqrt(3), rel=1e-5)
+    assert math.isnan(confidence_interval([0.5])[1])
+    with pytest.raises(ValueError):
+        confidence_interval([])
+
+
+def test_summary_groups_seeds_per_method_and_table_prints_them():
+    records = [
+        {
+            "suite": "s",
+            "method": m,
+            "kind": "router",
+            "seed": seed,
+            "test_accuracy": acc,
+            "route_entropy": 1.0,
+            "modules_used": 3,
+            "seconds": 2.0,
+            "majority_rate": 0.5,
+        }
+        for m, seed, acc in (("a", 0, 0.8), ("a", 1, 0.9), ("b", 0, 0.6), ("b", 1, 0.6))
+    ]
+    summary = summarize(records)
+    assert [row["method"] for row in summary] == ["a", "b"]
+    assert summary[0]["accuracy"] == pytest.approx(0.85)
+    assert summary[0]["accuracies"] == [0.8, 0.9]
+    assert summary[1]["accuracy_ci"] == 0.0
+    table = results_table(summary)
+    assert "| a | router | 85.00 ± " in table and "| 80.0, 90.0 |" in table
+
+
+def test_compare_on_a_tiny_budget_writes_table_curves_maps_and_run_logs(small_suite, tmp_path):
+    result = compare(
+        small_suite,
+        ["wpl", "task-specific-1-fc", "wpl"],
+        seeds=2,
+        budget=160,
+        out_dir=tmp_path,
+        workers=1,
+        points=2,
+        progress=False,
+    )
+    assert [row["method"] for row in result["summary"]] == ["wpl", "task-specific-1-fc"]
+    assert [row["seeds"] for row in result["summary"]] == [[0, 1], [0, 1]]
+    for name in (
+        "results.md",
+        "results.json",
+        "learning_curves.png",
+        "entropy_curves.png",
+        "routing_maps.png",
+    ):
+        assert os.path.getsize(tmp_path / name) > 0, name
+    for method in ("wpl", "task-specific-1-fc"):
+        assert (tmp_path / "runs" / method / "seed1" / "metrics.csv").exists()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["records"]) == 4 and saved["budget"] == 160
+    assert "| wpl | router |" in (tmp_path / "results.md").read_text()
+
+
+def test_compare_refuses_unknown_methods_before_running(tmp_path):
+    with pytest.raises(ValueError, match="unknown method 'nope'"):
+        compare("digits-mtl", ["wpl", "nope"], seeds=1, budget=10, out_dir=tmp_path)
+
+
+def test_compare_command_line(small_suite, tmp_path, capsys):
+    main(
+        [
+            "compare",
+            "--suite",
+            small_suite,
+            "--methods",
+            "q,cross-stitch",
+            "--seeds",
+            "1",
+            "--budget",
+            "100",
+            "--points",
+            "1",
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "| q | router |" in printed and "| cross-stitch | baseline |" in printed
+    assert (tmp_path / "learning_curves.png").exists()
