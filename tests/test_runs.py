@@ -72,3 +72,12 @@ def test_baseline_run_record(small_suite):
     assert record["curve"]["samples"] == [160, 320]
     assert record["settings"]["module_lr"] == 0.3 and record["settings"]["num_modules"] == 4
     assert record["test_accuracy"] == record["curve"]["test_accuracy"][-1]
+
+
+def test_sb3_run_counts_routes_as_steps_over_depth(small_suite):
+    pytest.importorskip("stable_baselines3")
+    record = run(RunSpec("sb3-a2c", small_suite, seed=0, budget=160, points=2))
+    assert record["kind"] == "sb3"
+    assert record["settings"]["total_timesteps"] == 160 * 3
+    assert record["curve"]["samples"][-1] >= 160
+    assert np.asarray(record["routing_map"]).shape == (4, 3)
