@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
-from routing_env.grid import run_grid
+from routing_env.grid import add_grid_arguments, run_grid
 from routing_env.runs import RunSpec, check_methods, method_kind, spec_dict
 
 
@@ -244,14 +244,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="comma-separated method names (routers, sb3-ppo/sb3-a2c/sb3-dqn/"
         "sb3-maskable-ppo, baselines)",
     )
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument("--budget", type=int, default=100_000, help="training samples per run")
-    parser.add_argument("--points", type=int, default=10, help="evaluations per run")
     parser.add_argument("--out", default="runs/compare")
-    parser.add_argument("--workers", type=int, default=2, help="parallel runs")
-    parser.add_argument(
-        "--ray-address", default=None, help="run on Ray: 'local', 'auto' or a cluster address"
-    )
+    add_grid_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder of suites read from files")
     parser.add_argument("--module-lr", type=float, default=None)
     parser.add_argument("--module-batch-size", type=int, default=None)

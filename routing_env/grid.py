@@ -16,6 +16,7 @@ numbers of a run do not depend on where or next to what it ran.
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -62,6 +63,17 @@ def run_grid(
             records[futures[future]] = future.result()
             _report(on_result, done, len(specs), records[futures[future]])
     return records  # type: ignore[return-value]
+
+
+def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a command that runs a grid: ``--seeds``, ``--points``, ``--workers``,
+    ``--ray-address``."""
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--points", type=int, default=5, help="evaluations per run")
+    parser.add_argument("--workers", type=int, default=2, help="parallel runs")
+    parser.add_argument(
+        "--ray-address", default=None, help="run on Ray: 'local', 'auto' or a cluster address"
+    )
 
 
 def _run_on_ray(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from routing_env.compare import progress_printer, summarize, write_comparison
-from routing_env.grid import run_grid
+from routing_env.grid import add_grid_arguments, run_grid
 from routing_env.runs import RunSpec, check_methods
 
 #: Methods of the report and what ``001`` calls them.
@@ -334,15 +334,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--out", default="runs/report", help="output folder (REPORT.md)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
     parser.add_argument(
         "--suites", default=None, help="comma-separated suites (default: the offline ones)"
     )
     parser.add_argument("--methods", default=None, help="comma-separated methods (default: all)")
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiplies the budgets")
-    parser.add_argument("--points", type=int, default=5, help="evaluations per run")
-    parser.add_argument("--workers", type=int, default=2, help="parallel runs")
-    parser.add_argument("--ray-address", default=None, help="'local', 'auto' or a cluster address")
+    add_grid_arguments(parser)
     parser.set_defaults(run_verb=run)
 
 

@@ -17,3 +17,16 @@ def fashion_dir() -> str:
             f"(installs them in {FASHION_DIR})"
         )
     return FASHION_DIR
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_npz(tmp_path_factory) -> str:
+    """A small SyntheticMTL (4 tasks in 2 clusters, 60 train and 15 test samples per task)
+    as an .npz: grid runs on it take about a second."""
+    from routing_env.datasets import load_suite
+
+    path = tmp_path_factory.mktemp("data") / "small_synthetic.npz"
+    load_suite("synthetic-mtl", num_tasks=4, samples_per_task=60, test_samples_per_task=15).to_npz(
+        path
+    )
+    return str(path)

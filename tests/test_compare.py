@@ -6,16 +6,6 @@ import pytest
 
 from routing_env.cli import main
 from routing_env.compare import compare, confidence_interval, results_table, summarize
-from routing_env.datasets import load_suite
-
-
-@pytest.fixture(scope="module")
-def small_suite(tmp_path_factory) -> str:
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    load_suite("synthetic-mtl", num_tasks=4, samples_per_task=60, test_samples_per_task=15).to_npz(
-        path
-    )
-    return str(path)
 
 
 def test_confidence_interval_is_student_t_of_the_mean():
@@ -52,9 +42,9 @@ def test_summary_groups_seeds_per_method_and_table_prints_them():
     assert "| a | router | 85.00 ± " in table and "| 80.0, 90.0 |" in table
 
 
-def test_compare_on_a_tiny_budget_writes_table_curves_maps_and_run_logs(small_suite, tmp_path):
+def test_compare_on_a_tiny_budget_writes_table_curves_maps_and_logs(small_synthetic_npz, tmp_path):
     result = compare(
-        small_suite,
+        small_synthetic_npz,
         ["wpl", "task-specific-1-fc", "wpl"],
         seeds=2,
         budget=160,
@@ -85,12 +75,12 @@ def test_compare_refuses_unknown_methods_before_running(tmp_path):
         compare("digits-mtl", ["wpl", "nope"], seeds=1, budget=10, out_dir=tmp_path)
 
 
-def test_compare_command_line(small_suite, tmp_path, capsys):
+def test_compare_command_line(small_synthetic_npz, tmp_path, capsys):
     main(
         [
             "compare",
             "--suite",
-            small_suite,
+            small_synthetic_npz,
             "--methods",
             "q,cross-stitch",
             "--seeds",

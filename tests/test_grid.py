@@ -1,18 +1,13 @@
 import pytest
 
-from routing_env.datasets import load_suite
 from routing_env.grid import run_grid
 from routing_env.runs import RunSpec
 
 
 @pytest.fixture(scope="module")
-def specs(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    load_suite("synthetic-mtl", num_tasks=4, samples_per_task=60, test_samples_per_task=15).to_npz(
-        path
-    )
+def specs(small_synthetic_npz):
     return [
-        RunSpec(method, str(path), seed=seed, budget=200, points=2)
+        RunSpec(method, small_synthetic_npz, seed=seed, budget=200, points=2)
         for method in ("wpl", "q")
         for seed in (0, 1)
     ]

@@ -6,16 +6,6 @@ from routing_env.datasets.base import Split
 from routing_env.runs import RunSpec, majority_rate, method_kind, run
 
 
-@pytest.fixture(scope="module")
-def small_suite(tmp_path_factory) -> str:
-    """A small SyntheticMTL (4 tasks, 2 clusters) written as .npz: runs take a second."""
-    path = tmp_path_factory.mktemp("data") / "small.npz"
-    load_suite("synthetic-mtl", num_tasks=4, samples_per_task=100, test_samples_per_task=25).to_npz(
-        path
-    )
-    return str(path)
-
-
 def test_method_kinds_and_unknown_method_names_the_known_ones():
     assert method_kind("wpl") == "router"
     assert method_kind("single-q") == "router"
@@ -43,9 +33,14 @@ def test_majority_rate_is_the_share_of_each_tasks_most_frequent_test_label():
     assert majority_rate(load_suite("digits-mtl")) == pytest.approx(0.9, abs=0.005)
 
 
-def test_router_run_record_curve_and_determinism(small_suite, tmp_path):
-    spec = RunSpec("wpl", small_suite, seed=3, budget=400, points=4, out_dir=str(tmp_path / "a"))
-    first, second = run(spec), run(RunSpec("wpl", small_suite, seed=3, budget=400, points=4))
+def test_router_run_record_curve_and_determinism(small_synthetic_npz, tmp_path):
+    spec = RunSpec(
+        "wpl", small_synthetic_npz, seed=3, budget=400, points=4, out_dir=str(tmp_path / "a")
+    )
+    first, second = (
+        run(spec),
+        run(RunSpec("wpl", small_synthetic_npz, seed=3, budget=400, points=4)),
+    )
     assert first["curve"]["samples"] == [100, 200, 300, 400]
     assert len(first["curve"]["test_accuracy"]) == 4
     assert first["test_accuracy"] == first["curve"]["test_accuracy"][-1]
@@ -55,28 +50,30 @@ def test_router_run_record_curve_and_determinism(small_suite, tmp_path):
     assert first["kind"] == "router" and first["method"] == "wpl" and first["seed"] == 3
     assert first["settings"]["module_lr"] == 0.3 and first["settings"]["lr"] == 0.5
     assert first["log"][0].endswith("metrics.csv") and second["log"] == []
-    other = run(RunSpec("wpl", small_suite, seed=4, budget=400, points=4))
+    other = run(RunSpec("wpl", small_synthetic_npz, seed=4, budget=400, points=4))
     assert other["curve"] != first["curve"]
 
 
-def test_router_run_on_the_vector_env(small_suite):
-    record = run(RunSpec("q", small_suite, seed=0, budget=256, points=2, settings={"num_envs": 8}))
+def test_router_run_on_the_vector_env(small_synthetic_npz):
+    record = run(
+        RunSpec("q", small_synthetic_npz, seed=0, budget=256, points=2, settings={"num_envs": 8})
+    )
     assert record["settings"]["num_envs"] == 8
     assert record["curve"]["samples"] == [128, 256]
     assert 0.0 <= record["test_accuracy"] <= 1.0
 
 
-def test_baseline_run_record(small_suite):
-    record = run(RunSpec("task-specific-all-fc", small_suite, seed=0, budget=320, points=2))
+def test_baseline_run_record(small_synthetic_npz):
+    record = run(RunSpec("task-specific-all-fc", small_synthetic_npz, seed=0, budget=320, points=2))
     assert record["kind"] == "baseline" and record["routing_map"] is None
     assert record["curve"]["samples"] == [160, 320]
     assert record["settings"]["module_lr"] == 0.3 and record["settings"]["num_modules"] == 4
     assert record["test_accuracy"] == record["curve"]["test_accuracy"][-1]
 
 
-def test_sb3_run_counts_routes_as_steps_over_depth(small_suite):
+def test_sb3_run_counts_routes_as_steps_over_depth(small_synthetic_npz):
     pytest.importorskip("stable_baselines3")
-    record = run(RunSpec("sb3-a2c", small_suite, seed=0, budget=160, points=2))
+    record = run(RunSpec("sb3-a2c", small_synthetic_npz, seed=0, budget=160, points=2))
     assert record["kind"] == "sb3"
     assert record["settings"]["total_timesteps"] == 160 * 3
     assert record["curve"]["samples"][-1] >= 160
