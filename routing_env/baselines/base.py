@@ -37,6 +37,8 @@ class ModelShapes:
     def __post_init__(self) -> None:
         if not self.input_shape or any(int(s) < 1 for s in self.input_shape):
             raise ValueError(f"input_shape must be non-empty and positive, got {self.input_shape}")
+        # A list or NumPy sizes compare unequal to the same tuple: store plain ints.
+        object.__setattr__(self, "input_shape", tuple(int(s) for s in self.input_shape))
         for name in ("num_tasks", "num_outputs"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -111,12 +113,6 @@ class BaselineModel(nn.Module):
         self.input_shape = tuple(int(s) for s in shapes.input_shape)
         self.num_tasks = shapes.num_tasks
         self.num_outputs = shapes.num_outputs
-
-    @property
-    def num_blocks(self) -> int:
-        """Fully connected blocks (modules, task columns, shared layers) the model has; every
-        one of them is used by dense models."""
-        raise NotImplementedError
 
     def set_progress(self, fraction: float) -> None:
         """Tell the model how far training has come (0 at the start, 1 at the end of the

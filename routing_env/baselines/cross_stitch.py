@@ -84,11 +84,6 @@ class CrossStitchNetwork(BaselineModel):
         )
         initialise_parameters(self, seed)
 
-    @property
-    def num_blocks(self) -> int:
-        """One fc layer per task column and depth."""
-        return self.num_tasks * self.max_depth
-
     def compute(self, x: torch.Tensor, task: torch.Tensor) -> BaselineOutput:
         shared = self.trunk(x)
         h = shared.unsqueeze(1).expand(-1, self.num_tasks, -1)

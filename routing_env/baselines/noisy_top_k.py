@@ -311,11 +311,6 @@ class NoisyTopKNetwork(BaselineModel):
                 )
         initialise_parameters(self, seed)
 
-    @property
-    def num_blocks(self) -> int:
-        """Experts over all layers."""
-        return self.num_modules * self.max_depth
-
     def set_progress(self, fraction: float) -> None:
         """Set the fraction of the training budget done (k schedule, balance annealing)."""
         self.progress = min(1.0, max(0.0, float(fraction)))

@@ -93,11 +93,6 @@ class SoftMixtureNetwork(BaselineModel):
                 self.gate_logits = nn.Parameter(torch.zeros(max_depth, rows, num_modules))
         initialise_parameters(self, seed)
 
-    @property
-    def num_blocks(self) -> int:
-        """Modules over all layers."""
-        return self.num_modules * self.max_depth
-
     def gate_weights(self, h: torch.Tensor, task: torch.Tensor, depth: int) -> torch.Tensor:
         """Mixing weights ``(batch, num_modules)`` of layer ``depth`` for activations ``h``."""
         if self.gate == "task_activation":

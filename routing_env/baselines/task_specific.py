@@ -73,11 +73,6 @@ class TaskSpecificNetwork(BaselineModel):
             )
         initialise_parameters(self, seed)
 
-    @property
-    def num_blocks(self) -> int:
-        """Shared fc layers plus one copy of each task-specific layer per task."""
-        return self.first_specific + self.task_specific_layers * self.num_tasks
-
     def compute(self, x: torch.Tensor, task: torch.Tensor) -> BaselineOutput:
         h = self.trunk(x)
         for depth, layer in enumerate(self.layers):

@@ -71,8 +71,7 @@ def evaluate_baseline(
         weights averaged over the samples (the routers' measure, ``agents.evaluate``, is the
         entropy of the chosen modules' frequencies per depth), and ``modules_used`` counts the
         (layer, module) pairs whose averaged weight is at least :data:`USED_WEIGHT`. Models
-        without a gate select nothing: ``route_entropy`` is ``None`` and ``modules_used`` is
-        the number of fc blocks, all of which every evaluation uses.
+        without a gate (task-specific, cross-stitch) select no modules: both are ``None``.
     """
     data = resolve_dataset(dataset).split(split)
     device = next(model.parameters()).device
@@ -104,7 +103,7 @@ def evaluate_baseline(
         "per_task_accuracy": per_task,
         "mean_loss": float(F.cross_entropy(logits, labels)),
         "route_entropy": None,
-        "modules_used": model.num_blocks,
+        "modules_used": None,
     }
     if gate_sums is not None:
         mean_gates = (gate_sums / len(data)).double()

@@ -99,7 +99,7 @@ def test_task_specific_all_fc_keeps_other_tasks_parameters_out_of_a_tasks_gradie
 
 def test_task_specific_1_fc_shares_all_but_the_last_layer():
     model = make_baseline("task-specific-1-fc", SHAPES, **OPTIONS)
-    assert model.first_specific == 2 and model.num_blocks == 2 + 3
+    assert model.first_specific == 2
     x, task, y = batch()
     rows = task == 2
     F.cross_entropy(model(x[rows], task[rows]), y[rows]).backward()
@@ -184,6 +184,7 @@ def test_bad_arguments_raise_value_errors_that_name_the_problem():
         make_baseline("soft-mixture-all-fc", SHAPES, gate="activation")
     with pytest.raises(ValueError, match="num_tasks must be a positive integer"):
         ModelShapes((6,), 0, 2)
+    assert ModelShapes([6], 3, 2) == SHAPES
     model = make_baseline("task-specific-1-fc", SHAPES, **OPTIONS)
     with pytest.raises(ValueError, match=r"shape \(batch, 6\)"):
         model(torch.zeros(4, 5), torch.zeros(4, dtype=torch.long))

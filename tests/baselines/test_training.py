@@ -72,7 +72,7 @@ def test_evaluation_statistics_of_gated_and_dense_models(small_dataset):
     assert result["modules_used"] == 2
     dense = make_baseline("task-specific-all-fc", small_dataset, **SMALL)
     result = evaluate_baseline(dense, small_dataset)
-    assert result["route_entropy"] is None and result["modules_used"] == 2 * 3
+    assert result["route_entropy"] is None and result["modules_used"] is None
     test = small_dataset.test
     logits = dense(torch.as_tensor(test.x), torch.as_tensor(test.task))
     correct = logits.argmax(dim=1).numpy() == test.y
