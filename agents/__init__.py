@@ -32,7 +32,7 @@ from agents.q_approx import QApprox
 from agents.q_learning import QLearning
 from agents.reinforce import Reinforce
 from agents.reinforce_approx import ReinforceApprox
-from agents.training import evaluate, run_episode, train
+from agents.training import evaluate, pretrain_modules, run_episode, train
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 from agents.wpl_approx import WPLApprox
@@ -64,6 +64,7 @@ __all__ = [
     "load",
     "make_agent",
     "make_population",
+    "pretrain_modules",
     "run_episode",
     "save",
     "train",

@@ -11,7 +11,15 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
-from agents.tabular import as_masks, check_indices, decisions, epsilon_greedy, sample, visit_groups
+from agents.tabular import (
+    as_masks,
+    check_indices,
+    decisions,
+    epsilon_greedy,
+    non_greedy,
+    sample,
+    visit_groups,
+)
 
 
 @register
@@ -128,6 +136,20 @@ class AdvantageLearning(Agent):
         if self.greedy:
             return np.argmax(np.where(masks, advantages, -np.inf), axis=1)
         return sample(self.rng, epsilon_greedy(advantages, masks, self.epsilon))
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """Whether each action came from the epsilon branch: not a largest advantage ``A``.
+
+        :param obs: stacked observations (``task``, ``depth``).
+        :param masks: allowed actions, shape ``(B, num_actions)``.
+        :param actions: the actions taken, shape ``(B,)``.
+        :return: booleans, shape ``(B,)``.
+        """
+        tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
+        check_indices((tasks, depths), self.v.shape)
+        return non_greedy(self.a[tasks, depths], masks, actions)
 
     # ------------------------------------------------------------------ learning
 

@@ -152,6 +152,12 @@ class SingleAgent(Agent):
     def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         return self.agent.act_batch({**obs, "task": np.zeros_like(obs["task"])}, masks)
 
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray | None:
+        """The wrapped agent's answer, with the task hidden."""
+        return self.agent.exploratory({**obs, "task": np.zeros_like(obs["task"])}, masks, actions)
+
     def learn(self, episode: Episode) -> None:
         """The wrapped agent learns the episode with the task hidden."""
         self.agent.learn(_episode_with_task(episode, 0))

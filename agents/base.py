@@ -9,6 +9,9 @@ An agent (a router) chooses actions from observations and learns from whole rout
   hands ``learn_batch`` an :class:`EpisodeBatch`: a sequence of :class:`Episode` that also holds
   the routes as stacked arrays, which tabular agents read without a loop over the routes.
 * ``greedy``: when ``True`` the agent acts without exploration (evaluation).
+* ``exploratory(obs, masks, actions)``: which actions were exploratory, i.e. not greedy
+  (``000`` 7.4.2), for the exploration squashing of ``RoutingEnv(squash_kappa=...)``;
+  ``None`` from agents that cannot tell.
 * ``seed=``: every agent owns its random stream (``self.rng``); two agents built with different
   seeds never share draws.
 
@@ -242,6 +245,22 @@ class Agent:
             single = {key: value[i] for key, value in obs.items()}
             actions[i] = self.act(single, {"action_mask": masks[i]})
         return actions
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray | None:
+        """Which of ``actions``, taken in the batch of states ``obs`` with the allowed actions
+        ``masks``, were exploratory: ``(B,)`` booleans, or ``None`` when the agent cannot tell
+        (this default).
+
+        Exploratory means taken non-greedily (``000`` 7.4.2): not an action greedy mode could
+        take there. For epsilon-greedy agents that is the random branch choosing a
+        non-greedy action; for stochastic policies, an action below the policy's largest
+        probability. Ties with the greedy action count as greedy. :func:`agents.train`
+        reports it to environments that squash module updates by exploration
+        (``RoutingEnv(squash_kappa=...)``, ``000`` eq. 7.4).
+        """
+        return None
 
     def learn(self, episode: Episode) -> None:
         """Update from one finished route."""

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from agents.base import Agent, Episode
+from agents.tabular import non_greedy
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -319,6 +320,21 @@ class ApproxAgent(Agent):
             else:
                 probs = self.behaviour(states, allowed).double()
         return probs.cpu().numpy()
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """Whether each action was taken non-greedily (``000`` 7.4.2): not a largest
+        :meth:`greedy_scores` entry among the allowed actions.
+
+        :param obs: dict of stacked observations.
+        :param masks: allowed actions, shape ``(B, num_actions)``, nonzero = allowed.
+        :param actions: the actions taken, shape ``(B,)``.
+        :return: booleans, shape ``(B,)``.
+        """
+        with torch.no_grad():
+            scores = self.greedy_scores(self.encode(obs)).double().cpu().numpy()
+        return non_greedy(scores, masks, actions)
 
     def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         """Actions for a batch of states: one forward pass, one ``rng.random(B)`` draw.

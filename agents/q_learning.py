@@ -9,7 +9,14 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
-from agents.tabular import as_masks, check_indices, decision_masks, epsilon_greedy, sample
+from agents.tabular import (
+    as_masks,
+    check_indices,
+    decision_masks,
+    epsilon_greedy,
+    non_greedy,
+    sample,
+)
 
 
 @register
@@ -127,6 +134,20 @@ class QLearning(Agent):
         if self.greedy:
             return np.argmax(np.where(masks, values, -np.inf), axis=1)
         return sample(self.rng, epsilon_greedy(values, masks, self.epsilon))
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """Whether each action came from eq. 3.3's random branch: not a largest ``Q``.
+
+        :param obs: stacked observations (``task``, ``depth``).
+        :param masks: allowed actions, shape ``(B, num_actions)``.
+        :param actions: the actions taken, shape ``(B,)``.
+        :return: booleans, shape ``(B,)``.
+        """
+        tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
+        check_indices((tasks, depths), self.q.shape[:2])
+        return non_greedy(self.q[tasks, depths], masks, actions)
 
     # ------------------------------------------------------------------ learning
 

@@ -11,7 +11,15 @@ import numpy as np
 
 from agents.base import Agent, Episode
 from agents.persistence import register
-from agents.tabular import as_masks, check_indices, decision_masks, decisions, sample, visit_groups
+from agents.tabular import (
+    as_masks,
+    check_indices,
+    decision_masks,
+    decisions,
+    non_greedy,
+    sample,
+    visit_groups,
+)
 
 
 @register
@@ -102,6 +110,23 @@ class Reinforce(Agent):
         theta = np.where(masks, self.theta[tasks, depths], -np.inf)
         weights = np.exp(theta - theta.max(axis=1, keepdims=True))  # shifted against overflow
         return weights / weights.sum(axis=1, keepdims=True)
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """Whether each action was taken non-greedily (``000`` 7.4.2): below the largest
+        probability of the policy in its state.
+
+        :param obs: stacked observations (``task``, ``depth``).
+        :param masks: allowed actions, shape ``(B, num_actions)``.
+        :param actions: the actions taken, shape ``(B,)``.
+        :return: booleans, shape ``(B,)``.
+        """
+        masks = as_masks(masks)
+        probabilities = self._probabilities(
+            np.asarray(obs["task"]), np.asarray(obs["depth"]), masks
+        )
+        return non_greedy(probabilities, masks, actions)
 
     # ------------------------------------------------------------------ learning
 

@@ -61,6 +61,14 @@ def epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.
     return masks * (greedy_share * (1.0 - epsilon) + (1.0 - greedy_share) * explore)
 
 
+def non_greedy(scores: np.ndarray, masks: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Whether each row's action scores below the largest allowed score of its row (an
+    exploratory action, ``000`` 7.4.2; ties with the greedy action count as greedy)."""
+    scores = np.where(as_masks(masks), scores, -np.inf)
+    chosen = scores[np.arange(len(scores)), np.asarray(actions, dtype=np.int64)]
+    return chosen < scores.max(axis=1)
+
+
 def decisions(
     episodes: Sequence[Episode], gamma: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

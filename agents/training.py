@@ -9,6 +9,12 @@ that finished in that step, oldest sub-environment first, as an
 :func:`evaluate` routes every sample of a test environment once with the agent in greedy mode
 and reports accuracy, per-task accuracy, selection entropy, modules in use and the routing map
 (task x depth -> most chosen action).
+
+When the environment squashes module updates by exploration (``squash_kappa > 0``, ``000``
+eq. 7.4), the loops report before every step which actions were exploratory, as far as the
+agent can tell (:meth:`~agents.base.Agent.exploratory`), through the environment's
+``mark_exploratory``. :func:`pretrain_modules` trains the modules under a fixed router and
+freezes them: the pretrained-then-frozen control of the non-stationarity benchmark.
 """
 
 from __future__ import annotations
@@ -33,14 +39,36 @@ def run_episode(
     obs, info = env.reset(seed=seed, options=options)
     observations, actions, rewards, infos = [], [], [], []
     terminated = truncated = False
+    squashing = _squashes(env)
     while not (terminated or truncated):
         action = agent.act(obs, info)
+        if squashing:
+            batch = {key: np.asarray(value)[None] for key, value in obs.items()}
+            mask = np.asarray(info["action_mask"])[None]
+            _report_exploration(agent, env, batch, mask, np.array([action]))
         observations.append(obs)
         infos.append(info)
         actions.append(action)
         obs, reward, terminated, truncated, info = env.step(action)
         rewards.append(float(reward))
     return Episode(observations, actions, rewards, infos, final_info=info)
+
+
+def _squashes(env: Any) -> bool:
+    """Whether ``env`` squashes module updates by exploration (``000`` eq. 7.4), so that the
+    agent's exploratory actions are worth reporting."""
+    return getattr(env.unwrapped, "squash_kappa", 0.0) > 0
+
+
+def _report_exploration(
+    agent: Agent, env: Any, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+) -> None:
+    """Mark the actions about to be stepped as exploratory or not, if the agent can tell."""
+    explored = agent.exploratory(obs, masks, actions)
+    if explored is None:
+        return
+    base = env.unwrapped
+    base.mark_exploratory(explored if isinstance(base, VectorEnv) else bool(explored[0]))
 
 
 def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[str, Any]:
@@ -261,6 +289,69 @@ def train(
     return history
 
 
+def pretrain_modules(
+    env: Any,
+    routes: int,
+    router: Agent | str = "random",
+    seed: int | None = 0,
+    freeze: bool = True,
+) -> dict[str, Any]:
+    """Train ``env``'s modules on ``routes`` routes of a router that does not learn, then
+    freeze them: the pretrained-then-frozen control of the non-stationarity benchmark
+    (DESIGN 6). A router trained afterwards on ``env`` meets good modules that no longer
+    change, a stationary MDP, unlike modules trained from scratch under it.
+
+    Args:
+        env: a routing env (single-sample or vector); its modules train during the call
+            whatever its ``train_modules`` was.
+        routes: routes to pretrain on.
+        router: ``"random"`` (uniform over the allowed actions, every module trained on
+            every task), ``"per-task"`` (task ``t`` takes module ``t mod num_modules`` at every
+            depth: task-specific modules) or any :class:`~agents.base.Agent`, which only acts
+            (it does not learn here).
+        seed: seeds the first reset (data order and, for a fresh network, the modules) and the
+            random router.
+        freeze: leave ``env.unwrapped.train_modules`` off afterwards (else as it was). Routes
+            still waiting for a module update when the call ends are not trained on.
+
+    Returns:
+        ``routes``, ``module_updates`` made and the ``train_accuracy`` of the pretraining
+        routes.
+    """
+    from agents.fixed import FixedRouter, RandomRouter
+
+    if routes < 1:
+        raise ValueError(f"routes must be positive, got {routes}")
+    base = env.unwrapped
+    network = base.network
+    if router == "random":
+        router = RandomRouter(seed=seed)
+    elif router == "per-task":
+        router = FixedRouter.per_task(
+            base.dataset.num_tasks, network.max_depth, network.num_modules
+        )
+    elif not isinstance(router, Agent):
+        raise ValueError(f"router must be 'random', 'per-task' or an Agent, got {router!r}")
+    was_training, base.train_modules = base.train_modules, True
+    updates_before = network.num_updates
+    hits: list[bool] = []
+    try:
+        if isinstance(env, VectorEnv):
+            for finished in _vector_routes(router, env, routes, seed):
+                hits.extend(_hits(finished.final_info["correct"]))
+        else:
+            for number in range(routes):
+                episode = run_episode(router, env, seed=seed if number == 0 else None)
+                hits.append(bool(episode.final_info["correct"]))
+    finally:
+        base.train_modules = False if freeze else was_training
+    return {
+        "routes": routes,
+        "module_updates": network.num_updates - updates_before,
+        "train_accuracy": float(np.mean(hits)),
+    }
+
+
 def _check_vector_training(agent: Agent, eval_env: Any) -> None:
     from agents.architectures import Dispatched
 
@@ -287,6 +378,7 @@ def _vector_routes(
     finished; the last batch is cut to that count.
     """
     obs, infos = env.reset(seed=seed)
+    squashing = _squashes(env)
     count = env.num_envs
     began = np.zeros(count, dtype=np.int64)  # step at which each sub-env's route began
     steps: dict[int, tuple[np.ndarray, ...]] = {}
@@ -295,6 +387,8 @@ def _vector_routes(
     while finished < episodes:
         masks = np.asarray(infos["action_mask"])
         actions = np.asarray(agent.act_batch(obs, masks))
+        if squashing:
+            _report_exploration(agent, env, obs, masks, actions)
         next_obs, rewards, terminated, truncated, next_infos = env.step(actions)
         steps[number] = (
             np.asarray(obs["activation"]),

@@ -16,6 +16,7 @@ from agents.tabular import (
     check_indices,
     decision_masks,
     decisions,
+    non_greedy,
     restrict,
     sample,
     visit_groups,
@@ -166,6 +167,23 @@ class WPL(Agent):
     ) -> np.ndarray:
         check_indices((tasks, depths), self.pi.shape[:2])
         return restrict(self.pi[tasks, depths], masks)
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray:
+        """Whether each action was taken non-greedily (``000`` 7.4.2): below the largest
+        probability of the policy in its state.
+
+        :param obs: stacked observations (``task``, ``depth``).
+        :param masks: allowed actions, shape ``(B, num_actions)``.
+        :param actions: the actions taken, shape ``(B,)``.
+        :return: booleans, shape ``(B,)``.
+        """
+        masks = as_masks(masks)
+        probabilities = self._probabilities(
+            np.asarray(obs["task"]), np.asarray(obs["depth"]), masks
+        )
+        return non_greedy(probabilities, masks, actions)
 
     # ------------------------------------------------------------------ learning
 

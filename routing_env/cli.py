@@ -177,7 +177,7 @@ def print_table(results: dict[str, Any]) -> None:
 
 #: Verbs defined in modules of their own: each has ``add_parser(commands)``, whose parser sets
 #: the default ``run_verb`` (the function that runs the parsed arguments).
-VERB_MODULES = ("routing_env.compare", "routing_env.report")
+VERB_MODULES = ("routing_env.compare", "routing_env.report", "routing_env.bench_nonstationarity")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

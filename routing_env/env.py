@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import numbers
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -161,7 +163,15 @@ class RoutingEnv(gym.Env):
       ``"rmsprop"``, ``"adagrad"`` or a callable), ``module_batch_size`` (finished routes per
       module update, default 16).
     * ``train_modules``: train the modules on this environment's routes (default ``True`` for
-      ``split="train"``, ``False`` for ``"test"``). ``False`` makes the MDP stationary.
+      ``split="train"``, ``False`` for ``"test"``). ``False`` makes the MDP stationary (the
+      control condition of DESIGN 6); the attribute may be switched later, e.g. to freeze
+      pretrained modules (:func:`agents.training.pretrain_modules`).
+    * ``squash_kappa``: exponent ``kappa >= 0`` of the exploration squashing of ``000``
+      section 7.4.2, eq. 7.4 (default 0: off). A finished route of length ``n`` with ``e``
+      decisions marked exploratory (:meth:`mark_exploratory`) enters the module update with
+      the weight ``(1 - e / n) ** kappa`` on its loss: under plain SGD its modules learn at
+      that fraction of ``module_lr`` (see :meth:`RoutedNetwork.update` for adaptive
+      optimizers). A large ``kappa`` stops training on every route with an exploratory step.
     * ``network``: a :class:`~routing_env.network.RoutedNetwork` to use instead of building one
       (share a trained network between a train and a test env). The network keywords above
       must then be left unset.
@@ -197,6 +207,7 @@ class RoutingEnv(gym.Env):
         sample_order: str | None = None,
         dataset_options: dict[str, Any] | None = None,
         render_mode: str | None = None,
+        squash_kappa: float = 0.0,
     ) -> None:
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -210,6 +221,8 @@ class RoutingEnv(gym.Env):
             )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
+        if not (isinstance(squash_kappa, numbers.Real) and 0.0 <= squash_kappa < math.inf):
+            raise ValueError(f"squash_kappa must be a finite number >= 0, got {squash_kappa!r}")
 
         self.dataset = resolve_dataset(dataset, data_dir, dataset_options)
         self.split = split
@@ -257,6 +270,7 @@ class RoutingEnv(gym.Env):
         self.invalid_action = invalid_action
         self.invalid_action_loss = float(invalid_action_loss)
         self.collaboration_reward = float(collaboration_reward)
+        self.squash_kappa = float(squash_kappa)
         if not hasattr(self.network, "selection_history"):
             layers = 1 if self.network.routing == "recurrent" else self.network.max_depth
             # Kept on the network so every env sharing the modules sees the same statistics.
@@ -295,6 +309,9 @@ class RoutingEnv(gym.Env):
         self._path: list[int] = []
         self._index = -1
         self._last_info: dict[str, Any] = {}
+        # Exploration marks (mark_exploratory): the next decision's, and the route's count.
+        self._next_exploratory = False
+        self._exploratory_count = 0
 
     # ------------------------------------------------------------------ construction
 
@@ -363,6 +380,8 @@ class RoutingEnv(gym.Env):
         self._h = self.network.embed_sample(self._x[index])
         self._depth = 0
         self._path = []
+        self._next_exploratory = False
+        self._exploratory_count = 0
         self._route_active = True
         self._ended = False
         info = {
@@ -390,6 +409,8 @@ class RoutingEnv(gym.Env):
                 )
             raise RuntimeError("step() called before reset()")
         action = self._check_action(action)
+        self._exploratory_count += self._next_exploratory
+        self._next_exploratory = False
         net = self.network
         mask = net.action_mask(self._depth)
         if not mask[action]:
@@ -443,11 +464,16 @@ class RoutingEnv(gym.Env):
         if self.train_modules:
             padding = [-1] * (net.max_depth - len(self._path))
             route = torch.tensor([self._path + padding], dtype=torch.long, device=net.device)
+            weights = None
+            if self.squash_kappa:
+                alpha = squash_weight(self._exploratory_count, len(self._path), self.squash_kappa)
+                weights = torch.tensor([float(alpha)], device=net.device)
             net.add_routes(
                 self._x[index : index + 1],
                 self._task_tensor[index : index + 1],
                 self._y_tensor[index : index + 1],
                 route,
+                weights=weights,
             )
         info = self._end_info(correct, loss, prediction, label, final, invalid=False)
         return self._observation(outputs), reward + final, True, False, info
@@ -496,6 +522,25 @@ class RoutingEnv(gym.Env):
             "depth": len(self._path) if self._ended else self._depth,
         }
 
+    def mark_exploratory(self, explored: bool = True) -> None:
+        """Tell the environment whether the action the next :meth:`step` receives was
+        exploratory (``000`` 7.4.2: taken non-greedily).
+
+        Call it between receiving an observation and stepping with the action chosen for it;
+        ``step(action)`` keeps Gymnasium's signature. The mark applies to that one step (the
+        default for an unmarked step is not exploratory). With ``squash_kappa > 0`` the
+        marked decisions of a route scale its module update (eq. 7.4, see the class
+        docstring); with ``squash_kappa = 0`` marks change nothing. Reach it through
+        wrappers as ``env.unwrapped.mark_exploratory(...)``; :func:`agents.train` calls it
+        for agents that implement ``exploratory``.
+        """
+        if not self._route_active:
+            raise RuntimeError(
+                "mark_exploratory() called with no route in progress: call it after reset() "
+                "(or a non-final step) and before the step it describes"
+            )
+        self._next_exploratory = bool(explored)
+
     def action_masks(self) -> np.ndarray:
         """Boolean mask of the allowed actions in the current state (for MaskablePPO)."""
         mask = self._last_info.get("action_mask")
@@ -513,6 +558,13 @@ class RoutingEnv(gym.Env):
             int(self._task[self._index]),
             self._last_info if self._ended else None,
         )
+
+
+def squash_weight(exploratory: Any, length: Any, kappa: float) -> Any:
+    """``000`` eq. 7.4: ``alpha_exp = (1 - exploratory / length) ** kappa``, the factor on a
+    route's module learning rate given its count of exploratory decisions and its length
+    (scalars or arrays)."""
+    return (1.0 - np.asarray(exploratory, dtype=np.float64) / length) ** kappa
 
 
 def judge_sample(

@@ -46,6 +46,7 @@ in padded order from one depth to the next: one gather per depth.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -54,6 +55,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.optim import optimizer as optimizer_module
+from torch.utils.hooks import RemovableHandle
 
 from routing_env.trunks import IdentityTrunk, build_trunk
 
@@ -226,6 +228,8 @@ class RoutedNetwork(nn.Module):
         self.eval()
 
         self._action_masks = self._build_action_masks()
+        # An OrderedDict, as nn.Module keeps its hooks: RemovableHandle refers to it weakly.
+        self._update_hooks: OrderedDict[int, Callable[[RoutedNetwork], None]] = OrderedDict()
         self.reset_parameters(seed)
         for bank in range(len(self._banks)):
             self._bind(bank)
@@ -281,7 +285,8 @@ class RoutedNetwork(nn.Module):
                     module.reset_parameters()
         self.optimizer = self._make_optimizer()
         self.num_updates = 0
-        self._pending: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self._pending: list[tuple[torch.Tensor, ...]] = []
+        self._pending_weights: list[torch.Tensor | None] = []
         self._pending_count = 0
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -711,6 +716,7 @@ class RoutedNetwork(nn.Module):
         y: torch.Tensor,
         routes: torch.Tensor,
         graph: RouteGraph | None = None,
+        weights: torch.Tensor | None = None,
     ) -> int:
         """Queue finished routes for training; update once per ``module_batch_size`` routes.
 
@@ -724,16 +730,29 @@ class RoutedNetwork(nn.Module):
         exactly the next module batch and the graph is still current, the update takes its
         loss from the graph's outputs instead of computing the forward pass again; the result
         is the same.
+
+        ``weights``: one factor per route on its loss in the update (see :meth:`update`), e.g.
+        the exploration squashing of ``000`` eq. 7.4; ``None`` weighs every route 1.
         """
+        if weights is not None:
+            weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
+            if weights.shape != (x.shape[0],):
+                raise ValueError(
+                    f"weights must hold one value per route, shape ({x.shape[0]},); "
+                    f"got shape {tuple(weights.shape)}"
+                )
+            if not bool(((weights >= 0) & torch.isfinite(weights)).all()):
+                raise ValueError(f"route weights must be finite and >= 0, got {weights.tolist()}")
         if graph is not None and self._pending_count == 0 and x.shape[0] == self.module_batch_size:
             routes_host = _host_indices(routes)
             if self._graph_current(graph, x, routes_host):
-                self._update_from(graph, task, y, routes_host)
+                self._update_from(graph, task, y, routes_host, weights)
             else:
                 graph.discard()
-                self.update(x, task, y, routes_host)
+                self.update(x, task, y, routes_host, weights)
             return 1
         self._pending.append((x, task, y, routes))
+        self._pending_weights.append(weights)
         self._pending_count += x.shape[0]
         updates = 0
         if self._pending_count < self.module_batch_size:
@@ -743,21 +762,49 @@ class RoutedNetwork(nn.Module):
         else:
             columns = zip(*self._pending, strict=True)
             xs, tasks, ys, all_routes = (torch.cat(parts) for parts in columns)
+        all_weights = self._joined_pending_weights()
         start = 0
         while self._pending_count - start >= self.module_batch_size:
             stop = start + self.module_batch_size
-            self.update(xs[start:stop], tasks[start:stop], ys[start:stop], all_routes[start:stop])
+            self.update(
+                xs[start:stop],
+                tasks[start:stop],
+                ys[start:stop],
+                all_routes[start:stop],
+                None if all_weights is None else all_weights[start:stop],
+            )
             start = stop
             updates += 1
         if start == self._pending_count:
             self._pending = []
+            self._pending_weights = []
         else:
             self._pending = [(xs[start:], tasks[start:], ys[start:], all_routes[start:])]
+            self._pending_weights = [None if all_weights is None else all_weights[start:]]
         self._pending_count -= start
         return updates
 
+    def _joined_pending_weights(self) -> torch.Tensor | None:
+        """The queued routes' weights in one tensor (1 for routes queued without), or
+        ``None`` when no queued route has a weight, so unweighted training stays bit for bit
+        what it was."""
+        parts = self._pending_weights
+        if all(part is None for part in parts):
+            return None
+        return torch.cat(
+            [
+                torch.ones(len(batch[0]), device=self.device) if part is None else part
+                for batch, part in zip(self._pending, parts, strict=True)
+            ]
+        )
+
     def update(
-        self, x: torch.Tensor, task: torch.Tensor, y: torch.Tensor, routes: torch.Tensor
+        self,
+        x: torch.Tensor,
+        task: torch.Tensor,
+        y: torch.Tensor,
+        routes: torch.Tensor,
+        weights: torch.Tensor | None = None,
     ) -> float:
         """One optimizer step on the mean loss of the given routes; returns that loss.
 
@@ -768,6 +815,14 @@ class RoutedNetwork(nn.Module):
         arithmetic (an unrouted module's gradient is exactly zero there); the modules'
         parameters then never hold a ``grad``, and the optimizer object is called only for
         parameters outside the routed layers (trunk, projection, shared readout), if any.
+
+        ``weights`` (one ``>= 0`` per route) turn the loss into ``mean(weights * losses)``.
+        Under plain SGD this is exactly each route's own learning rate scaled by its weight,
+        the exploration squashing ``alpha_exp`` of ``000`` eq. 7.4. Adaptive optimizers
+        (Adam, RMSprop, Adagrad) normalise the gradient's scale away, so for them a weight
+        only shifts the balance between the routes of one batch, not the step size; a module
+        that only routes of weight 0 went through gets no gradient at all, so even their
+        momentum does not move it.
 
         Raises ``FloatingPointError`` when the loss is not finite, before touching the
         parameters, so a diverged run stops with its last good parameters.
@@ -780,13 +835,13 @@ class RoutedNetwork(nn.Module):
             # Callers may route under no_grad (the vector env does); the update needs autograd.
             with torch.enable_grad():
                 outputs = self(x, task, routes_host)
-                loss = self.per_sample_loss(outputs, y).mean()
+                loss = _weighted_mean(self.per_sample_loss(outputs, y), weights)
         finally:
             leaves = self._leaves
             self.__dict__["_leaves"] = None
             if self._mode_sensitive:
                 self.eval()
-        return self._step(loss, leaves, routes_host, task)
+        return self._step(loss, leaves, *_trained_rows(routes_host, task, weights))
 
     def _graph_current(self, graph: RouteGraph, x: torch.Tensor, routes: np.ndarray) -> bool:
         """Whether ``graph`` computed exactly these routes on these inputs with the parameters
@@ -812,7 +867,12 @@ class RoutedNetwork(nn.Module):
         )
 
     def _update_from(
-        self, graph: RouteGraph, task: torch.Tensor, y: torch.Tensor, routes: np.ndarray
+        self,
+        graph: RouteGraph,
+        task: torch.Tensor,
+        y: torch.Tensor,
+        routes: np.ndarray,
+        weights: torch.Tensor | None = None,
     ) -> float:
         """:meth:`update` on the routes ``graph`` recorded, with the loss taken from its
         outputs (the forward pass :meth:`update` would repeat, same bits)."""
@@ -820,8 +880,8 @@ class RoutedNetwork(nn.Module):
         graph.discard()
         with torch.enable_grad():
             outputs = padded.index_select(0, layout.tensor("slots", padded.device))
-            loss = self.per_sample_loss(outputs, y).mean()
-        return self._step(loss, leaves, routes, task)
+            loss = _weighted_mean(self.per_sample_loss(outputs, y), weights)
+        return self._step(loss, leaves, *_trained_rows(routes, task, weights))
 
     def _step(
         self,
@@ -859,7 +919,18 @@ class RoutedNetwork(nn.Module):
         if optimizer_needed:
             self.optimizer.step()
         self.num_updates += 1
+        for hook in list(self._update_hooks.values()):
+            hook(self)
         return value
+
+    def register_update_hook(self, hook: Callable[[RoutedNetwork], None]) -> RemovableHandle:
+        """Call ``hook(network)`` after every module update (e.g. to measure module drift,
+        :class:`routing_env.metrics.ModuleDriftRecorder`); the handle's ``remove()`` stops it."""
+        if not callable(hook):
+            raise TypeError(f"an update hook must be callable, got {type(hook).__name__}")
+        handle = RemovableHandle(self._update_hooks)
+        self._update_hooks[handle.id] = hook
+        return handle
 
     def _trained_outside_banks(self) -> bool:
         """Whether a parameter outside the stacked banks (trunk, projection, shared readout)
@@ -1055,6 +1126,25 @@ def _chunked_linear(
     chunks = weight.shape[0]
     out = torch.baddbmm(bias.unsqueeze(1), padded.view(chunks, size, padded.shape[1]), weight)
     return out.view(chunks * size, -1)
+
+
+def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """``losses.mean()``, or ``(weights * losses).mean()`` with per-route weights."""
+    return losses.mean() if weights is None else (losses * weights).mean()
+
+
+def _trained_rows(
+    routes: np.ndarray, task: torch.Tensor, weights: torch.Tensor | None
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The routes and tasks of the rows that train: those of weight > 0. The optimizer step
+    hands gradients only to the modules these rows used, so a route of weight 0 moves no
+    module, not even through an adaptive optimizer's momentum."""
+    if weights is None:
+        return routes, task
+    keep = (weights > 0).cpu().numpy()
+    if keep.all():
+        return routes, task
+    return routes[keep], task[torch.from_numpy(keep).to(task.device)]
 
 
 def _host_indices(values: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from routing_env.datasets import MultiTaskDataset
-from routing_env.env import RoutingEnv
+from routing_env.env import RoutingEnv, squash_weight
 from routing_env.network import RouteGraph
 from routing_env.rewards import final_rewards, invalid_action_reward
 
@@ -105,6 +105,12 @@ class RoutingVectorEnv(VectorEnv):
     ``network``, ``dataset``, ``num_samples`` and :meth:`action_masks` are there as on the single
     env, so ``agents.make_agent(name, vector_env)`` sizes an agent for it.
 
+    ## Exploration squashing
+
+    ``squash_kappa`` (``000`` eq. 7.4) works as on the single env; the marks come per
+    sub-environment: :meth:`mark_exploratory` takes one boolean per sub-environment for the
+    actions of the next :meth:`step`.
+
     ## Arguments
 
     ``num_envs`` (default 1), then the keywords of :class:`~routing_env.env.RoutingEnv`
@@ -142,6 +148,7 @@ class RoutingVectorEnv(VectorEnv):
         self.invalid_action = template.invalid_action
         self.invalid_action_loss = template.invalid_action_loss
         self.collaboration_reward = template.collaboration_reward
+        self.squash_kappa = template.squash_kappa
         self.num_samples = template.num_samples
         self.single_action_space = template.action_space
         self.single_observation_space = template.observation_space
@@ -179,6 +186,9 @@ class RoutingVectorEnv(VectorEnv):
         self._index = np.zeros(n, dtype=np.int64)
         self._task_now = np.zeros(n, dtype=np.int64)
         self._rows = np.arange(n)
+        # Exploration marks (mark_exploratory): the next step's, and each route's count.
+        self._next_exploratory = np.zeros(n, dtype=bool)
+        self._exploratory_count = np.zeros(n, dtype=np.int64)
         # The autograd graph of the routes in flight while every sub-environment started
         # together and moves in step (layered routing, valid actions), so that the module
         # update reuses their forward pass (RouteGraph); None otherwise, and when not training.
@@ -236,6 +246,9 @@ class RoutingVectorEnv(VectorEnv):
         if not self._started:
             raise RuntimeError("step() called before reset()")
         actions = self._check_actions(actions)
+        if self._next_exploratory.any():
+            self._exploratory_count += self._next_exploratory
+            self._next_exploratory = np.zeros(self.num_envs, dtype=bool)
         net = self.network
         depth, level = self._depth, self._level
         if level is None:
@@ -326,6 +339,19 @@ class RoutingVectorEnv(VectorEnv):
         infos["_action_mask"] = self._every.copy()
         return self._observations(), rewards, done.copy(), self._never.copy(), infos
 
+    def mark_exploratory(self, explored: Any) -> None:
+        """Which of the actions the next :meth:`step` receives were exploratory (``000``
+        7.4.2), one boolean per sub-environment; see :meth:`RoutingEnv.mark_exploratory`."""
+        if not self._started:
+            raise RuntimeError("mark_exploratory() called before reset()")
+        marks = np.asarray(explored)
+        if marks.shape != (self.num_envs,) or marks.dtype.kind not in "biu":
+            raise ValueError(
+                f"mark_exploratory needs {self.num_envs} booleans (one per sub-environment), "
+                f"got {explored!r}"
+            )
+        self._next_exploratory = marks.astype(bool)
+
     def action_masks(self) -> np.ndarray:
         """Boolean ``(num_envs, num_actions)`` mask of the allowed actions (for MaskablePPO)."""
         return self._allowed[self._depth]
@@ -384,6 +410,8 @@ class RoutingVectorEnv(VectorEnv):
             self._level = 0
             self._path.fill(-1)
             self._path_length = np.zeros(self.num_envs, dtype=np.int64)
+            self._exploratory_count = np.zeros(self.num_envs, dtype=np.int64)
+            self._next_exploratory = np.zeros(self.num_envs, dtype=bool)
             self._index = indices
             self._task_now = self._task[indices]
             return first
@@ -391,6 +419,7 @@ class RoutingVectorEnv(VectorEnv):
         self._level = None
         self._path[rows] = -1
         self._path_length[rows] = 0
+        self._exploratory_count[rows] = 0
         self._index[rows] = indices
         self._task_now[rows] = self._task[indices]
         return h.index_copy(0, torch.from_numpy(rows).to(net.device), first)
@@ -475,12 +504,21 @@ class RoutingVectorEnv(VectorEnv):
             if self.train_modules:
                 sample = torch.from_numpy(samples).to(device)
                 whole = graph is not None and everyone and all_ended
+                weights = None
+                if self.squash_kappa:
+                    alpha = squash_weight(
+                        self._exploratory_count[rows_ended],
+                        self._path_length[rows_ended],
+                        self.squash_kappa,
+                    )
+                    weights = torch.from_numpy(alpha.astype(np.float32)).to(device)
                 net.add_routes(
                     graph.inputs if whole else self._x.index_select(0, sample),
                     self._task_tensor.index_select(0, sample),
                     self._y_tensor.index_select(0, sample),
                     torch.from_numpy(self._path[rows_ended]).to(device),
                     graph=graph if whole else None,
+                    weights=weights,
                 )
                 graph = None
         if graph is not None:

@@ -354,3 +354,74 @@ def test_fixed_per_task_routes_reach_95_percent_on_digits():
     result = evaluate(router, test_env)
     assert result["episodes"] == test_env.num_samples
     assert result["accuracy"] >= 0.95, result
+
+
+# ---------------------------------------------------------------------- exploration squashing
+
+
+def _route_with_marks(marks, route=(1, 3, 2), **kwargs):
+    """Parameters before and after one module update on sample 7 routed along ``route``, with
+    the given exploratory marks."""
+    env = RoutingEnv("digits-mtl", module_batch_size=1, **kwargs)
+    env.reset(seed=0, options={"sample_index": 7})
+    before = params(env.network)
+    for action, explored in zip(route, marks, strict=True):
+        if explored is not None:
+            env.unwrapped.mark_exploratory(explored)
+        env.step(action)
+    assert env.network.num_updates == 1
+    return before, params(env.network)
+
+
+def test_squashing_with_kappa_zero_is_the_unsquashed_update():
+    _, plain = _route_with_marks((None, None, None))
+    _, marked = _route_with_marks((True, False, True), squash_kappa=0)
+    assert torch.equal(plain, marked)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_fully_exploratory_route_leaves_the_modules_unchanged(optimizer):
+    options = {"squash_kappa": 1, "module_optimizer": optimizer}
+    before, after = _route_with_marks((True, True, True), **options)
+    assert torch.equal(before, after)
+    before, after = _route_with_marks((True, True, False), **options)
+    assert not torch.equal(before, after)
+
+
+def test_partial_squashing_scales_the_sgd_step_by_eq_7_4():
+    before, plain = _route_with_marks((None, None, None))
+    _, squashed = _route_with_marks((True, False, None), squash_kappa=2)
+    factor = (1 - 1 / 3) ** 2
+    torch.testing.assert_close(squashed - before, factor * (plain - before), rtol=1e-4, atol=1e-7)
+    assert not torch.equal(squashed, plain)
+
+
+def test_marks_apply_to_one_step_and_need_a_route():
+    env = RoutingEnv("digits-mtl", squash_kappa=1)
+    with pytest.raises(RuntimeError, match="no route in progress"):
+        env.mark_exploratory(True)
+    env.reset(seed=0)
+    env.mark_exploratory(True)
+    env.step(0)
+    assert env._exploratory_count == 1 and not env._next_exploratory
+    env.step(0)
+    env.step(0)
+    with pytest.raises(RuntimeError, match="no route in progress"):
+        env.mark_exploratory(True)
+    for bad in (-1.0, float("inf"), "2"):
+        with pytest.raises(ValueError, match="squash_kappa"):
+            RoutingEnv("digits-mtl", squash_kappa=bad)
+
+
+def test_train_reports_exploration_so_random_branch_routes_do_not_train():
+    from agents import QLearning, train
+
+    for kappa, unchanged in ((5.0, True), (0.0, False)):
+        env = RoutingEnv("digits-mtl", squash_kappa=kappa)
+        agent = QLearning(10, 3, 11, lr=0.0, epsilon=1.0, seed=0)
+        agent.q[:, :, 0] = 1.0  # a unique greedy action that epsilon = 1 never takes
+        env.reset(seed=0)
+        before = params(env.network)
+        train(agent, env, 64, seed=None, progress=False)
+        assert env.network.num_updates == 4
+        assert torch.equal(before, params(env.network)) is unchanged

@@ -606,3 +606,52 @@ def test_no_graph_without_module_training():
     training.reset(seed=0)
     training.step(np.array([0, 1, 2, 3]))
     assert training._graph is None  # recurrent routes end at different times: recompute
+
+
+# ---------------------------------------------------------------------- exploration squashing
+
+
+def test_exploration_marks_per_sub_env_match_the_single_env():
+    marks = [(True, False, False), (False, False, False), (True, True, True), (False, True, False)]
+    actions = [(1, 3, 2), (0, 10, 0), (4, 4, 4), (2, 10, 1)]
+    vector = RoutingVectorEnv(4, "digits-mtl", module_batch_size=4, squash_kappa=1.5)
+    vector.reset(seed=0, options={"sample_index": np.array([3, 8, 21, 40])})
+    for depth in range(3):
+        vector.mark_exploratory(np.array([m[depth] for m in marks]))
+        vector.step(np.array([a[depth] for a in actions]))
+    assert vector.network.num_updates == 1
+
+    single = RoutingEnv("digits-mtl", module_batch_size=4, squash_kappa=1.5)
+    single.reset(seed=0)
+    for sample, route, route_marks in zip((3, 8, 21, 40), actions, marks, strict=True):
+        single.reset(options={"sample_index": sample})
+        for action, explored in zip(route, route_marks, strict=True):
+            single.mark_exploratory(explored)
+            single.step(action)
+    assert single.network.num_updates == 1
+    torch.testing.assert_close(params(vector.network), params(single.network))
+
+
+def test_fully_exploratory_vector_routes_leave_the_modules_unchanged():
+    env = RoutingVectorEnv(2, "digits-mtl", module_batch_size=2, squash_kappa=3)
+    env.reset(seed=0)
+    before = params(env.network)
+    for _ in range(3):
+        env.mark_exploratory(np.array([True, True]))
+        env.step(np.array([0, 1]))
+    assert env.network.num_updates == 1
+    assert torch.equal(before, params(env.network))
+    with pytest.raises(ValueError, match="one per sub-environment"):
+        env.mark_exploratory([True])
+
+
+def test_vector_train_reports_exploration():
+    for kappa, unchanged in ((5.0, True), (0.0, False)):
+        env = RoutingVectorEnv(8, "digits-mtl", squash_kappa=kappa)
+        agent = agents.QLearning(10, 3, 11, lr=0.0, epsilon=1.0, seed=0)
+        agent.q[:, :, 0] = 1.0  # a unique greedy action that epsilon = 1 never takes
+        env.reset(seed=0)
+        before = params(env.network)
+        agents.train(agent, env, 64, seed=None, progress=False)
+        assert env.network.num_updates == 4
+        assert torch.equal(before, params(env.network)) is unchanged

@@ -493,3 +493,27 @@ def test_states_outside_the_table_raise(cls):
         agent.act(obs(task=-1, depth=0), {"action_mask": np.ones(4)})
     with pytest.raises(ValueError, match="table of shape"):
         agent.learn(one_step(action=4, reward=1.0))
+
+
+# ---------------------------------------------------------------------- exploratory actions
+
+
+def test_exploratory_means_not_a_greedy_action_ties_included():
+    """``000`` 7.4.2: an action is exploratory when taken non-greedily."""
+    obs = {"task": np.array([0, 0, 0, 1]), "depth": np.array([1, 1, 1, 1])}
+    masks = np.ones((4, 3))
+    masks[2, 1] = 0  # row 2: the best action is masked, action 2 is the best allowed
+    actions = np.array([1, 0, 2, 2])
+    expected = [False, True, False, False]  # row 3: task 1 is all tied, so greedy
+
+    q = QLearning(2, 2, 3, seed=0)
+    q.q[0, 1] = [0.0, 1.0, 0.5]
+    advantage = AdvantageLearning(2, 2, 3, seed=0)
+    advantage.a[0, 1] = [0.0, 1.0, 0.5]
+    wpl = WPL(2, 2, 3, seed=0)
+    wpl.pi[0, 1] = [0.2, 0.5, 0.3]
+    reinforce = Reinforce(2, 2, 3, seed=0)
+    reinforce.theta[0, 1] = [0.0, 1.0, 0.5]
+    for agent in (q, advantage, wpl, reinforce):
+        assert agent.exploratory(obs, masks, actions).tolist() == expected, type(agent).__name__
+    assert WoLFPHC(2, 2, 3, seed=0).exploratory(obs, masks, actions) is None

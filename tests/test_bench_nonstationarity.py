@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from routing_env.cli import main
+
+
+def test_cli_prints_one_row_per_agent_and_condition(tmp_path, capsys):
+    argv = [
+        "bench-nonstationarity",
+        "--agent",
+        "wpl,q",
+        "--suite",
+        "SyntheticMTL-v0",
+        "--routes",
+        "160",
+        "--every",
+        "80",
+        "--seeds",
+        "0",
+        "--eval-episodes",
+        "60",
+        "--out",
+        str(tmp_path),
+    ]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:2] == ["agent", "condition"])
+    assert "ARI" in lines[header] and "ret.drift" in lines[header]
+    rows = [line.split()[:2] for line in lines[header + 1 :]]
+    assert rows == [["wpl", "trained"], ["wpl", "frozen"], ["q", "trained"], ["q", "frozen"]]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["protocol"]["routes"] == 160 and results["protocol"]["every"] == 80
+    table = {(row["agent"], row["condition"]): row for row in results["table"]}
+    for agent in ("wpl", "q"):
+        assert table[agent, "frozen"]["module_drift"] == 0.0
+        assert table[agent, "frozen"]["return_drift"] == 0.0
+        assert table[agent, "trained"]["module_drift"] > 0.0
+        assert 0.0 <= table[agent, "trained"]["final_accuracy"] <= 1.0
+    assert len(results["runs"][0]["history"]["routes"]) == 3
+
+
+def test_cli_pretrained_condition_and_lr_ratio(capsys):
+    argv = [
+        "bench-nonstationarity",
+        "--agent",
+        "reinforce",
+        "--suite",
+        "SyntheticMTL-v0",
+        "--conditions",
+        "pretrained",
+        "--routes",
+        "64",
+        "--pretrain-routes",
+        "64",
+        "--seeds",
+        "1",
+        "--eval-episodes",
+        "30",
+        "--module-optimizer",
+        "adam",
+        "--lr-ratio",
+        "2",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "router/module lr ratio 2" in out and "adam" in out
+    assert any(line.split()[:2] == ["reinforce", "pretrained"] for line in out.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--agent", "wpl,nobody", "unknown agent"),
+        ("--conditions", "warm", "unknown condition"),
+        ("--seeds", "a,b", "--seeds must be integers"),
+    ],
+)
+def test_cli_rejects_bad_input_naming_it(option, value, message):
+    with pytest.raises(SystemExit, match=message):
+        main(["bench-nonstationarity", option, value, "--routes", "10"])
