@@ -35,6 +35,7 @@ COLUMNS = (
     ("final_modules_used", "modules", "{:7.1f}"),
     ("map_stability", "map.stab", "{:8.3f}"),
     ("final_ari", "ARI", "{:6.3f}"),
+    ("final_ari_per_depth", "ARI/d", "{:6.3f}"),
 )
 
 

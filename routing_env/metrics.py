@@ -165,10 +165,9 @@ class ReturnDriftProbe:
         if not isinstance(agent, Agent) and hasattr(agent, "predict"):
             from agents.sb3 import SB3Router
 
-            return SB3Router(copy.deepcopy(agent.policy))
+            return SB3Router(_copy_sb3_policy(agent.policy))
         if sb3 is not None and isinstance(agent, sb3.SB3Router):
-            policy = getattr(agent.model, "policy", agent.model)
-            return sb3.SB3Router(copy.deepcopy(policy))
+            return sb3.SB3Router(_copy_sb3_policy(getattr(agent.model, "policy", agent.model)))
         if not isinstance(agent, Agent):
             raise TypeError(f"cannot snapshot a {type(agent).__name__}: not an Agent or SB3 model")
         return copy.deepcopy(agent)
@@ -185,6 +184,16 @@ class ReturnDriftProbe:
             for i in self.indices
         ]
         return float(np.mean(returns))
+
+
+def _copy_sb3_policy(policy: Any) -> Any:
+    """A copy of an SB3 policy network, rebuilt from its constructor parameters and weights
+    as SB3's own ``save`` does: a policy may hold tensors from its last forward pass, which
+    ``copy.deepcopy`` refuses."""
+    fresh = type(policy)(**policy._get_constructor_parameters())
+    fresh.load_state_dict(policy.state_dict())
+    fresh.set_training_mode(False)
+    return fresh.to(policy.device)
 
 
 def map_stability(previous: Any, current: Any) -> float:
@@ -265,7 +274,9 @@ def measure_nonstationarity(
     * ``map_stability``: :func:`map_stability` against the previous measurement (``nan`` at
       the start);
     * ``ari``: :func:`task_partition_ari` of the routing map against the true clusters, when
-      the dataset has them (else ``nan``);
+      the dataset has them (else ``nan``); ``ari_per_depth``: the same at each depth alone
+      (tasks grouped by the module they take there), which credits partial sharing that
+      whole routes hide;
     * ``train_accuracy``: accuracy of the interval's training routes (``nan`` at the start and
       when ``train_routes`` does not report it).
 
@@ -322,6 +333,7 @@ def measure_nonstationarity(
             "routing_map",
             "map_stability",
             "ari",
+            "ari_per_depth",
             "train_accuracy",
         )
     }
@@ -350,6 +362,12 @@ def measure_nonstationarity(
         )
         history["ari"].append(
             math.nan if clusters is None else task_partition_ari(routing_map, clusters)
+        )
+        depths = range(len(routing_map[0]))
+        history["ari_per_depth"].append(
+            [math.nan] * len(depths)
+            if clusters is None
+            else [task_partition_ari(routing_map, clusters, depth=d) for d in depths]
         )
         history["train_accuracy"].append(train_accuracy)
         return current
@@ -404,7 +422,8 @@ def summarise(history: dict[str, Any]) -> dict[str, float]:
     ``final_accuracy``, ``final_entropy``, ``final_modules_used`` and ``final_ari`` are the
     last measurement's; ``module_drift`` is the mean drift over all module updates;
     ``return_drift`` the mean absolute return drift per interval (measurements after the
-    first); ``map_stability`` the mean over those intervals.
+    first); ``map_stability`` the mean over those intervals; ``final_ari_per_depth`` the mean
+    over depths of the last per-depth ARI.
     """
     intervals = slice(1, None)
     drifts = np.abs(np.asarray(history["return_drift"][intervals], dtype=float))
@@ -417,4 +436,5 @@ def summarise(history: dict[str, Any]) -> dict[str, float]:
         "final_modules_used": history["modules_used"][-1],
         "map_stability": float(np.nanmean(stability)) if np.isfinite(stability).any() else math.nan,
         "final_ari": history["ari"][-1],
+        "final_ari_per_depth": float(np.mean(history["ari_per_depth"][-1])),
     }

@@ -171,6 +171,20 @@ def test_measurements_record_every_metric():
         "final_modules_used",
         "map_stability",
         "final_ari",
+        "final_ari_per_depth",
     }
+    assert len(history["ari_per_depth"][-1]) == 3
     with pytest.raises(ValueError, match="positive"):
         measure_nonstationarity(agent, env, routes=0, every=10)
+
+
+def test_sb3_models_are_measured_too():
+    sb3_contrib = pytest.importorskip("sb3_contrib")
+    env = synthetic_env(train_modules=False)
+    model = sb3_contrib.MaskablePPO(
+        "MultiInputPolicy", env, n_steps=48, batch_size=48, n_epochs=1, seed=0, device="cpu"
+    )
+    history = measure_nonstationarity(model, env, routes=32, every=16, eval_episodes=30)
+    assert history["routes"] == [0, 16, 32]
+    assert history["return_drift"] == [0.0, 0.0, 0.0]  # frozen modules, reproducible snapshots
+    assert model.num_timesteps >= 32 * 3
