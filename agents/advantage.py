@@ -16,8 +16,8 @@ from agents.tabular import (
     check_indices,
     decisions,
     epsilon_greedy,
-    non_greedy,
     sample,
+    table_non_greedy,
     visit_groups,
 )
 
@@ -147,9 +147,7 @@ class AdvantageLearning(Agent):
         :param actions: the actions taken, shape ``(B,)``.
         :return: booleans, shape ``(B,)``.
         """
-        tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
-        check_indices((tasks, depths), self.v.shape)
-        return non_greedy(self.a[tasks, depths], masks, actions)
+        return table_non_greedy(self.a, obs, masks, actions)
 
     # ------------------------------------------------------------------ learning
 

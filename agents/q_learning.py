@@ -14,8 +14,8 @@ from agents.tabular import (
     check_indices,
     decision_masks,
     epsilon_greedy,
-    non_greedy,
     sample,
+    table_non_greedy,
 )
 
 
@@ -145,9 +145,7 @@ class QLearning(Agent):
         :param actions: the actions taken, shape ``(B,)``.
         :return: booleans, shape ``(B,)``.
         """
-        tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
-        check_indices((tasks, depths), self.q.shape[:2])
-        return non_greedy(self.q[tasks, depths], masks, actions)
+        return table_non_greedy(self.q, obs, masks, actions)
 
     # ------------------------------------------------------------------ learning
 

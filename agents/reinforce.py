@@ -16,8 +16,8 @@ from agents.tabular import (
     check_indices,
     decision_masks,
     decisions,
-    non_greedy,
     sample,
+    table_non_greedy,
     visit_groups,
 )
 
@@ -122,11 +122,7 @@ class Reinforce(Agent):
         :param actions: the actions taken, shape ``(B,)``.
         :return: booleans, shape ``(B,)``.
         """
-        masks = as_masks(masks)
-        probabilities = self._probabilities(
-            np.asarray(obs["task"]), np.asarray(obs["depth"]), masks
-        )
-        return non_greedy(probabilities, masks, actions)
+        return table_non_greedy(self.theta, obs, masks, actions)
 
     # ------------------------------------------------------------------ learning
 

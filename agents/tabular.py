@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -67,6 +67,18 @@ def non_greedy(scores: np.ndarray, masks: np.ndarray, actions: np.ndarray) -> np
     scores = np.where(as_masks(masks), scores, -np.inf)
     chosen = scores[np.arange(len(scores)), np.asarray(actions, dtype=np.int64)]
     return chosen < scores.max(axis=1)
+
+
+def table_non_greedy(
+    table: np.ndarray, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+) -> np.ndarray:
+    """:func:`non_greedy` for a table keyed by (task, depth): whether each action scores below
+    the largest allowed entry of ``table[task, depth]`` (a table of probabilities, preferences
+    or values; any order-preserving transform of a row, such as a softmax or a renormalisation
+    over the allowed actions, gives the same answer)."""
+    tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
+    check_indices((tasks, depths), table.shape[:2])
+    return non_greedy(table[tasks, depths], masks, actions)
 
 
 def decisions(

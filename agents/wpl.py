@@ -16,9 +16,9 @@ from agents.tabular import (
     check_indices,
     decision_masks,
     decisions,
-    non_greedy,
     restrict,
     sample,
+    table_non_greedy,
     visit_groups,
 )
 
@@ -179,11 +179,7 @@ class WPL(Agent):
         :param actions: the actions taken, shape ``(B,)``.
         :return: booleans, shape ``(B,)``.
         """
-        masks = as_masks(masks)
-        probabilities = self._probabilities(
-            np.asarray(obs["task"]), np.asarray(obs["depth"]), masks
-        )
-        return non_greedy(probabilities, masks, actions)
+        return table_non_greedy(self.pi, obs, masks, actions)
 
     # ------------------------------------------------------------------ learning
 
