@@ -274,13 +274,7 @@ class RoutedNetwork(nn.Module):
         with torch.no_grad():
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Conv2d)):
-                    bound = 1.0 / math.sqrt(module.weight[0].numel())
-                    for tensor in (module.weight, module.bias):
-                        if tensor is not None:
-                            values = torch.empty(tensor.shape).uniform_(
-                                -bound, bound, generator=generator
-                            )
-                            tensor.copy_(values)
+                    draw_default_init(module, generator)
                 elif isinstance(module, nn.BatchNorm2d):
                     module.reset_parameters()
         self.optimizer = self._make_optimizer()
@@ -1116,6 +1110,16 @@ class _GroupLayout:
             value = torch.from_numpy(getattr(self, name)).to(device)
             self._tensors[key] = value
         return value
+
+
+def draw_default_init(layer: nn.Linear | nn.Conv2d, generator: torch.Generator) -> None:
+    """Draw ``layer``'s weight and bias from ``generator`` with PyTorch's default scheme,
+    uniform in ``±1/sqrt(fan_in)`` (in place, without autograd)."""
+    bound = 1.0 / math.sqrt(layer.weight[0].numel())
+    with torch.no_grad():
+        for tensor in (layer.weight, layer.bias):
+            if tensor is not None:
+                tensor.copy_(torch.empty(tensor.shape).uniform_(-bound, bound, generator=generator))
 
 
 def _chunked_linear(

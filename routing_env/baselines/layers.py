@@ -8,6 +8,7 @@ import math
 import torch
 from torch import nn
 
+from routing_env.network import draw_default_init
 from routing_env.trunks import build_trunk
 
 
@@ -72,13 +73,7 @@ def initialise_parameters(model: nn.Module, seed: int) -> None:
             elif isinstance(module, (nn.Linear, nn.Conv2d)) and not getattr(
                 module, "zero_initialised", False
             ):
-                bound = 1.0 / math.sqrt(module.weight[0].numel())
-                for tensor in (module.weight, module.bias):
-                    if tensor is not None:
-                        values = torch.empty(tensor.shape).uniform_(
-                            -bound, bound, generator=generator
-                        )
-                        tensor.copy_(values)
+                draw_default_init(module, generator)
             elif isinstance(module, nn.BatchNorm2d):
                 module.reset_parameters()
 
