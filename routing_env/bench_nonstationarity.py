@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from agents.training import jsonable
+
 CONDITIONS = ("trained", "frozen", "pretrained")
 SB3_AGENTS = ("sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-maskable-ppo")
 #: Columns of the table: (summary key, header, format).
@@ -137,7 +139,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.json"), "w") as handle:
-            json.dump(results, handle, indent=2, default=_jsonable)
+            json.dump(results, handle, indent=2, default=jsonable)
     return results
 
 
@@ -284,11 +286,3 @@ def print_table(rows: list[dict[str, Any]], settings: dict[str, Any]) -> None:
             value = row[key]
             cells.append(f"{'-':>{width}}" if math.isnan(value) else fmt.format(value))
         print(f"{row['agent']:>18} {row['condition']:>10} " + " ".join(cells))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
