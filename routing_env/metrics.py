@@ -372,6 +372,11 @@ def measure_nonstationarity(
         history["train_accuracy"].append(train_accuracy)
         return current
 
+    if seed is not None:
+        # A fresh network draws its modules from the seed of its first reset: reset now, so
+        # that the measurement before training sees the modules training starts from (the
+        # first training reset repeats the same draw and data order).
+        env.reset(seed=seed)
     try:
         snapshot = measure(0, float("nan"), 0, None)
         done = 0
