@@ -6,6 +6,7 @@ from routing_env.report import (
     CLAIMS,
     Claim,
     claims_table,
+    collapse_table,
     difference_interval,
     judge_claims,
     report,
@@ -79,3 +80,24 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     assert "## synthetic-mtl (300 training samples per run)" in text
     assert "![learning_curves.png](synthetic-mtl/learning_curves.png)" in text
     assert (tmp_path / "synthetic-mtl" / "routing_maps.png").exists()
+
+
+def test_collapse_table_pairs_the_per_task_and_single_agent_routers():
+    def row(suite, method, accuracy, entropy, modules):
+        return {
+            "suite": suite,
+            "method": method,
+            "accuracy": accuracy,
+            "route_entropy": entropy,
+            "modules_used": modules,
+        }
+
+    summary = [
+        row("s1", "wpl", 0.98, 1.8, 20.0),
+        row("s1", "reinforce-approx", 0.9, 0.02, 3.3),
+        row("s2", "wpl", 0.9, 1.0, 10.0),
+    ]
+    table = collapse_table(summary)
+    assert "| s1 | wpl | 98.00 | 1.800 | 20.0 |" in table
+    assert "| s1 | reinforce-approx | 90.00 | 0.020 | 3.3 |" in table
+    assert "s2" not in table
