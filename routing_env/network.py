@@ -607,10 +607,27 @@ class RoutedNetwork(nn.Module):
             stack_weight, stack_bias, chunk_index, weight, bias = self._chunk_weights(
                 bank, layout, source.device, chunks
             )
-        out = _chunked_linear(modules, weight, bias, layout.chunk_size)
         relu = self._bank_relu[bank]
-        if relu:
-            out = torch.relu(out)
+        if whole or torch.is_grad_enabled():
+            out = _chunked_linear(modules, weight, bias, layout.chunk_size)
+            if relu:
+                out = torch.relu(out)
+            padded = out if whole else torch.cat((out, source.index_select(0, index[start:])))
+        else:
+            # Without autograd, the products and the identity slot's rows are written into
+            # one buffer instead of being concatenated.
+            padded = modules.new_empty((index.shape[0], weight.shape[2]))
+            out = padded[:start]
+            size = layout.chunk_size
+            torch.baddbmm(
+                bias.unsqueeze(1),
+                modules.view(chunks, size, modules.shape[1]),
+                weight,
+                out=out.view(chunks, size, out.shape[1]),
+            )
+            if relu:
+                out.relu_()
+            torch.index_select(source, 0, index[start:], out=padded[start:])
         if tape is not None:
             first = not tape
             tape.append(
@@ -627,9 +644,7 @@ class RoutedNetwork(nn.Module):
                     source_shape=None if first else source.shape,
                 )
             )
-        if whole:
-            return out
-        return torch.cat((out, source.index_select(0, index[start:])))
+        return padded
 
     def _chain(self, h: torch.Tensor, groups: list[np.ndarray]) -> torch.Tensor:
         """Whole routes, ``groups[d]`` the member of each row at depth ``d``, kept in padded
