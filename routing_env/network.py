@@ -1239,14 +1239,27 @@ def _product_step(product: _Product, grad: torch.Tensor, lr: float) -> torch.Ten
     output, with the SGD step of its modules; returns the gradient of the previous depth's
     padded batch (``None`` at the first depth)."""
     weight, start, source_shape = product.weight, product.start, product.source_shape
+    # The gradient of this depth's padded inputs, slot by slot; the identity slot's rows (from
+    # `start` on) pass theirs unchanged.
+    grad_inputs = grad
     if weight is not None:
-        through = grad if start == grad.shape[0] else grad[:start]
+        whole = start == grad.shape[0]
+        through = grad if whole else grad[:start]
         if product.activations is not None:
             through = torch.ops.aten.threshold_backward(through, product.activations, 0)
         chunks = weight.shape[0]
         through = through.view(chunks, -1, through.shape[1])
         if source_shape is not None:  # before the step below changes the weight
-            grad_inputs = torch.bmm(through, weight.transpose(1, 2)).view(start, -1)
+            weight_t = weight.transpose(1, 2)
+            if whole:
+                grad_inputs = torch.bmm(through, weight_t).view(start, -1)
+            elif product.activations is not None:
+                # A square layer whose ReLU mask copied the modules' rows into `through`:
+                # their input gradient takes their place in `grad`, before the identity rows.
+                torch.bmm(through, weight_t, out=grad[:start].view(through.shape))
+            else:
+                modules = torch.bmm(through, weight_t).view(start, -1)
+                grad_inputs = torch.cat((modules, grad[start:]))
         inputs_t, grad_bias = product.inputs.transpose(1, 2), through.sum(1)
         if product.index is None:
             product.stack_weight[:chunks].baddbmm_(inputs_t, through, alpha=-lr)
@@ -1257,12 +1270,7 @@ def _product_step(product: _Product, grad: torch.Tensor, lr: float) -> torch.Ten
             product.stack_bias.index_add_(0, product.index, grad_bias, alpha=-lr)
     if source_shape is None:
         return None
-    sources, previous = product.sources, grad.new_zeros(source_shape)
-    if weight is not None:
-        previous.index_add_(0, sources[:start], grad_inputs)
-    if start < sources.shape[0]:
-        previous.index_add_(0, sources[start:], grad[start:])
-    return previous
+    return grad.new_zeros(source_shape).index_add_(0, product.sources, grad_inputs)
 
 
 def _chunked_linear(
