@@ -575,61 +575,46 @@ class RoutedNetwork(nn.Module):
     ) -> torch.Tensor:
         """The padded batch of ``layout`` (slot ``j`` holds row ``index[j]`` of ``source``)
         through its chunks' modules (and ReLU). The identity slot's rows, the last ones, pass
-        unchanged (what ``x @ I + 0`` gives, without the product, and no ReLU); they are
-        gathered apart, so that no slice of the padded batch enters the autograd graph."""
+        unchanged (what ``x @ I + 0`` gives, without the product, and no ReLU); with autograd
+        on they are gathered apart, so that no slice of the padded batch enters the autograd
+        graph, and without it written into the same buffer as the products.
+
+        While :meth:`update` computes a chain by hand, the depth's ``_Product`` is recorded.
+        """
         start = self._module_slots(bank, layout)
         tape = self._tape
+        relu = self._bank_relu[bank]
+        chunk_index = weight = modules = out = None
         if start == 0:
+            padded = source.index_select(0, index)
             if tape is not None:
                 stack_weight, stack_bias = self._stacked(bank)
-                first = not tape
-                tape.append(
-                    _Product(
-                        stack_weight=stack_weight,
-                        stack_bias=stack_bias,
-                        bank=bank,
-                        index=None,
-                        weight=None,
-                        inputs=None,
-                        activations=None,
-                        sources=index,
-                        start=start,
-                        source_shape=None if first else source.shape,
-                    )
+        else:
+            whole = start == index.shape[0]
+            modules = source.index_select(0, index if whole else index[:start])
+            chunks = start // layout.chunk_size
+            if tape is None:
+                weight, bias = self._bank_weights(bank, layout, source.device, chunks)
+            else:
+                stack_weight, stack_bias, chunk_index, weight, bias = self._chunk_weights(
+                    bank, layout, source.device, chunks
                 )
-            return source.index_select(0, index)
-        whole = start == index.shape[0]
-        modules = source.index_select(0, index if whole else index[:start])
-        chunks = start // layout.chunk_size
-        if tape is None:
-            weight, bias = self._bank_weights(bank, layout, source.device, chunks)
-        else:
-            stack_weight, stack_bias, chunk_index, weight, bias = self._chunk_weights(
-                bank, layout, source.device, chunks
-            )
-        relu = self._bank_relu[bank]
-        if whole or torch.is_grad_enabled():
-            out = _chunked_linear(modules, weight, bias, layout.chunk_size)
-            if relu:
-                out = torch.relu(out)
-            padded = out if whole else torch.cat((out, source.index_select(0, index[start:])))
-        else:
-            # Without autograd, the products and the identity slot's rows are written into
-            # one buffer instead of being concatenated.
-            padded = modules.new_empty((index.shape[0], weight.shape[2]))
-            out = padded[:start]
-            size = layout.chunk_size
-            torch.baddbmm(
-                bias.unsqueeze(1),
-                modules.view(chunks, size, modules.shape[1]),
-                weight,
-                out=out.view(chunks, size, out.shape[1]),
-            )
-            if relu:
-                out.relu_()
-            torch.index_select(source, 0, index[start:], out=padded[start:])
+            modules = modules.view(chunks, layout.chunk_size, modules.shape[1])
+            if whole or torch.is_grad_enabled():
+                out = torch.baddbmm(bias.unsqueeze(1), modules, weight).view(start, -1)
+                if relu:
+                    out = torch.relu(out)
+                padded = out if whole else torch.cat((out, source.index_select(0, index[start:])))
+            else:
+                padded = modules.new_empty((index.shape[0], weight.shape[2]))
+                out = padded[:start]
+                torch.baddbmm(
+                    bias.unsqueeze(1), modules, weight, out=out.view(chunks, -1, out.shape[1])
+                )
+                if relu:
+                    out.relu_()
+                torch.index_select(source, 0, index[start:], out=padded[start:])
         if tape is not None:
-            first = not tape
             tape.append(
                 _Product(
                     stack_weight=stack_weight,
@@ -637,11 +622,11 @@ class RoutedNetwork(nn.Module):
                     bank=bank,
                     index=chunk_index,
                     weight=weight,
-                    inputs=modules.view(chunks, -1, modules.shape[1]),
+                    inputs=modules,
                     activations=out if relu else None,
                     sources=index,
                     start=start,
-                    source_shape=None if first else source.shape,
+                    source_shape=source.shape if tape else None,
                 )
             )
         return padded
@@ -882,8 +867,7 @@ class RoutedNetwork(nn.Module):
                     padded, layout = self._chain_padded(self.embed(x), groups)
             finally:
                 self.__dict__["_tape"] = None
-            with torch.no_grad():
-                return self._step_by_hand(padded, layout, y, tape, lr)
+            return self._step_by_hand(padded, layout, y, tape, lr)
         if self._mode_sensitive:
             self.train()
         self.__dict__["_leaves"] = []  # plain attribute: nn.Module.__setattr__ is slow
@@ -933,8 +917,7 @@ class RoutedNetwork(nn.Module):
         by_hand = graph.by_hand
         graph.discard()
         if by_hand:
-            with torch.no_grad():
-                return self._step_by_hand(padded, layout, y, leaves, self._by_hand_lr())
+            return self._step_by_hand(padded, layout, y, leaves, self._by_hand_lr())
         with torch.enable_grad():
             outputs = padded.index_select(0, layout.tensor("slots", padded.device))
             loss = self.per_sample_loss(outputs, y).mean()
@@ -974,6 +957,7 @@ class RoutedNetwork(nn.Module):
         return value
 
     def _finite_loss(self, loss: torch.Tensor) -> float:
+        """The loss as a number; ``FloatingPointError`` if it is not finite."""
         value = loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(
@@ -1010,18 +994,19 @@ class RoutedNetwork(nn.Module):
         pass it unchanged); it spares the autograd graph's recording and its engine, which
         cost more than the products on batches of this size.
         """
-        slots = layout.tensor("slots", padded.device)
-        outputs = padded.index_select(0, slots)
-        value = self._finite_loss(self.per_sample_loss(outputs, y).mean())
-        if self.task_type == "classification":
-            grad = torch.softmax(outputs, 1)
-            grad.scatter_add_(1, y.view(-1, 1), grad.new_full((len(grad), 1), -1.0))
-            grad.div_(len(grad))
-        else:
-            grad = (outputs - y.reshape(outputs.shape)).mul_(2.0 / outputs.numel())
-        grad = torch.zeros_like(padded).index_copy_(0, slots, grad)
-        for product in reversed(tape):
-            grad = _product_step(product, grad, lr)
+        with torch.no_grad():
+            slots = layout.tensor("slots", padded.device)
+            outputs = padded.index_select(0, slots)
+            value = self._finite_loss(self.per_sample_loss(outputs, y).mean())
+            if self.task_type == "classification":
+                grad = torch.softmax(outputs, 1)
+                grad.scatter_add_(1, y.view(-1, 1), grad.new_full((len(grad), 1), -1.0))
+                grad.div_(len(grad))
+            else:
+                grad = (outputs - y.reshape(outputs.shape)).mul_(2.0 / outputs.numel())
+            grad = torch.zeros_like(padded).index_copy_(0, slots, grad)
+            for product in reversed(tape):
+                grad = _product_step(product, grad, lr)
         self.num_updates += 1
         return value
 
@@ -1271,16 +1256,6 @@ def _product_step(product: _Product, grad: torch.Tensor, lr: float) -> torch.Ten
     if source_shape is None:
         return None
     return grad.new_zeros(source_shape).index_add_(0, product.sources, grad_inputs)
-
-
-def _chunked_linear(
-    padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: int
-) -> torch.Tensor:
-    """Chunk ``c`` (rows ``c * size`` to ``(c + 1) * size`` of ``padded``) times its own
-    ``weight[c]`` plus ``bias[c]``, in one ``baddbmm``; returns the rows flat."""
-    chunks = weight.shape[0]
-    out = torch.baddbmm(bias.unsqueeze(1), padded.view(chunks, size, padded.shape[1]), weight)
-    return out.view(chunks * size, -1)
 
 
 def _host_indices(values: torch.Tensor | np.ndarray) -> np.ndarray:
