@@ -11,8 +11,8 @@ module optimizer; it knows nothing about agents. Environments call it to
 * hand over finished routes for training (:meth:`RoutedNetwork.add_routes`); the modules are
   updated once per ``module_batch_size`` finished routes, with gradients flowing only through
   the modules on each route (plus trunk and readout), ``001`` Algorithm 2 step 3. A batch
-  routed with a :class:`RouteGraph` (:meth:`RoutedNetwork.record_routes`) keeps the autograd
-  graph of its routing forward pass, and the update that trains on exactly that batch starts
+  routed with a :class:`RouteGraph` (:meth:`RoutedNetwork.record_routes`) keeps what its
+  routing forward pass computed, and the update that trains on exactly that batch starts
   from it instead of computing the pass again (same numbers).
 
 Routing modes (DESIGN section 2):
@@ -41,6 +41,17 @@ weights in one ``baddbmm``, and gathered back into batch order. The work thus st
 small factor of the unrouted product however the routes are spread, and the number of kernels
 does not grow with the number of modules. Whole routes (:meth:`forward`, module training) stay
 in padded order from one depth to the next: one gather per depth.
+
+Module update by hand. In the default case (layered routing, this network's plain SGD, nothing
+trained outside the routed layers, no batch norm or dropout) the update computes the routes
+without autograd, keeping each depth's products (``_Product``: the weights read, the padded
+inputs, the ReLU outputs, the gather), and writes the backward pass out
+(:meth:`RoutedNetwork._step_by_hand`): the loss gradient, then depth by depth from the last
+the ReLU mask, the input gradient, and the step on the stacked weights fused into the batched
+product that computes the weight gradient (``baddbmm_`` with ``alpha = -lr``, or an
+``index_add_`` when the chunks are not a prefix of the stack). On batches of a few hundred
+routes, recording an autograd graph and running its engine cost more than the products.
+Elsewhere the update runs autograd on detached leaves of the stacks.
 """
 
 from __future__ import annotations
@@ -48,7 +59,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -216,6 +227,9 @@ class RoutedNetwork(nn.Module):
         # Set during `update`: (stacked weight, stacked bias, bank, chunk members or None,
         # weight leaf, bias leaf) of every batched product; the leaves collect the gradients.
         self._leaves: list[tuple[Any, ...]] | None = None
+        # Set while a chain is computed for the update by hand (`_step_by_hand`): the
+        # `_Product` of every depth, in order.
+        self._tape: list[_Product] | None = None
         self._layouts: dict[tuple[int, bytes], _GroupLayout] = {}
         # Switching train/eval walks every submodule; only needed when a layer behaves
         # differently in the two modes.
@@ -504,6 +518,21 @@ class RoutedNetwork(nn.Module):
                 index = layout.tensor("chunk_local", device)[:chunks]
                 weight, bias = weight.index_select(0, index), bias.index_select(0, index)
             return weight, bias
+        stack_weight, stack_bias, index, weight, bias = self._chunk_weights(
+            bank, layout, device, chunks
+        )
+        if self._leaves is not None:
+            weight = weight.detach().requires_grad_(True)
+            bias = bias.detach().requires_grad_(True)
+            self._leaves.append((stack_weight, stack_bias, bank, index, weight, bias))
+        return weight, bias
+
+    def _chunk_weights(
+        self, bank: int, layout: _GroupLayout, device: torch.device, chunks: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """Bank ``bank``'s stacked weight and bias, the stack rows of the first ``chunks``
+        chunks of ``layout`` (``None`` when they are a prefix of the stack) and those chunks'
+        weight and bias, read from the stack (views for a prefix)."""
         stack_weight, stack_bias = weight, bias = self._stacked(bank)
         index = None
         if layout.single:
@@ -516,11 +545,7 @@ class RoutedNetwork(nn.Module):
         else:
             index = layout.tensor("chunk_groups", device)[:chunks]
             weight, bias = weight.index_select(0, index), bias.index_select(0, index)
-        if self._leaves is not None:
-            weight = weight.detach().requires_grad_(True)
-            bias = bias.detach().requires_grad_(True)
-            self._leaves.append((stack_weight, stack_bias, bank, index, weight, bias))
-        return weight, bias
+        return stack_weight, stack_bias, index, weight, bias
 
     def _bank_linear(self, bank: int, h: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
         """Row ``i`` of ``h`` through member ``groups[i]`` of ``bank`` (and its ReLU), in one
@@ -549,26 +574,73 @@ class RoutedNetwork(nn.Module):
     ) -> torch.Tensor:
         """The padded batch of ``layout`` (slot ``j`` holds row ``index[j]`` of ``source``)
         through its chunks' modules (and ReLU). The identity slot's rows, the last ones, pass
-        unchanged (what ``x @ I + 0`` gives, without the product, and no ReLU); they are
-        gathered apart, so that no slice of the padded batch enters the autograd graph."""
+        unchanged (what ``x @ I + 0`` gives, without the product, and no ReLU); with autograd
+        on they are gathered apart, so that no slice of the padded batch enters the autograd
+        graph, and without it written into the same buffer as the products.
+
+        While :meth:`update` computes a chain by hand, the depth's ``_Product`` is recorded.
+        """
         start = self._module_slots(bank, layout)
+        tape = self._tape
+        relu = self._bank_relu[bank]
+        chunk_index = weight = modules = out = None
         if start == 0:
-            return source.index_select(0, index)
-        whole = start == index.shape[0]
-        modules = source.index_select(0, index if whole else index[:start])
-        chunks = start // layout.chunk_size
-        weight, bias = self._bank_weights(bank, layout, source.device, chunks)
-        out = _chunked_linear(modules, weight, bias, layout.chunk_size)
-        if self._bank_relu[bank]:
-            out = torch.relu(out)
-        if whole:
-            return out
-        return torch.cat((out, source.index_select(0, index[start:])))
+            padded = source.index_select(0, index)
+            if tape is not None:
+                stack_weight, stack_bias = self._stacked(bank)
+        else:
+            whole = start == index.shape[0]
+            modules = source.index_select(0, index if whole else index[:start])
+            chunks = start // layout.chunk_size
+            if tape is None:
+                weight, bias = self._bank_weights(bank, layout, source.device, chunks)
+            else:
+                stack_weight, stack_bias, chunk_index, weight, bias = self._chunk_weights(
+                    bank, layout, source.device, chunks
+                )
+            modules = modules.view(chunks, layout.chunk_size, modules.shape[1])
+            if whole or torch.is_grad_enabled():
+                out = torch.baddbmm(bias.unsqueeze(1), modules, weight).view(start, -1)
+                if relu:
+                    out = torch.relu(out)
+                padded = out if whole else torch.cat((out, source.index_select(0, index[start:])))
+            else:
+                padded = modules.new_empty((index.shape[0], weight.shape[2]))
+                out = padded[:start]
+                torch.baddbmm(
+                    bias.unsqueeze(1), modules, weight, out=out.view(chunks, -1, out.shape[1])
+                )
+                if relu:
+                    out.relu_()
+                torch.index_select(source, 0, index[start:], out=padded[start:])
+        if tape is not None:
+            tape.append(
+                _Product(
+                    stack_weight=stack_weight,
+                    stack_bias=stack_bias,
+                    bank=bank,
+                    index=chunk_index,
+                    weight=weight,
+                    inputs=modules,
+                    activations=out if relu else None,
+                    sources=index,
+                    start=start,
+                    source_shape=source.shape if tape else None,
+                )
+            )
+        return padded
 
     def _chain(self, h: torch.Tensor, groups: list[np.ndarray]) -> torch.Tensor:
         """Whole routes, ``groups[d]`` the member of each row at depth ``d``, kept in padded
         order between depths: one gather per depth moves each row from its slot in one
         depth's padded batch to its slot in the next (module docstring)."""
+        h, layout = self._chain_padded(h, groups)
+        return h.index_select(0, layout.tensor("slots", h.device))
+
+    def _chain_padded(
+        self, h: torch.Tensor, groups: list[np.ndarray]
+    ) -> tuple[torch.Tensor, _GroupLayout]:
+        """:meth:`_chain` up to the last depth's padded batch, and that depth's layout."""
         device = h.device
         previous: _GroupLayout | None = None
         for depth, members in enumerate(groups):
@@ -580,7 +652,7 @@ class RoutedNetwork(nn.Module):
                 sources = torch.from_numpy(previous.slots[layout.sources]).to(device)
             h = self._bank_product(bank, h, sources, layout)
             previous = layout
-        return h.index_select(0, previous.tensor("slots", device))
+        return h, previous
 
     def apply(
         self,
@@ -632,22 +704,24 @@ class RoutedNetwork(nn.Module):
         actions: np.ndarray,
     ) -> torch.Tensor:
         """One depth of a recorded batch, computed as :meth:`_chain` computes it inside
-        :meth:`update` (same leaves, the rows kept in padded order from one depth to the next),
-        with autograd on; the version of every stacked weight read is noted
+        :meth:`update` (the rows kept in padded order from one depth to the next; with
+        ``graph.by_hand`` the products kept for :meth:`_step_by_hand`, else with autograd on,
+        same leaves); the version of every stacked weight read is noted
         (:meth:`_graph_current` checks them). Returns the rows in batch order, without graph."""
         layout = self._layout(groups, self._bank_size(bank))
         device = h.device
         first = len(graph.leaves)
-        self.__dict__["_leaves"] = graph.leaves
+        record = "_tape" if graph.by_hand else "_leaves"
+        self.__dict__[record] = graph.leaves
         try:
-            with torch.enable_grad():
+            with torch.set_grad_enabled(not graph.by_hand):
                 if graph.layout is None:
                     out = self._bank_product(bank, h, layout.tensor("sources", device), layout)
                 else:
                     moves = torch.from_numpy(graph.layout.slots[layout.sources]).to(device)
                     out = self._bank_product(bank, graph.padded, moves, layout)
         finally:
-            self.__dict__["_leaves"] = None
+            self.__dict__[record] = None
         for stack_weight, stack_bias, *_ in graph.leaves[first:]:
             graph.stamps.append((stack_weight._version, stack_bias._version))
         graph.actions.append(actions)
@@ -664,7 +738,7 @@ class RoutedNetwork(nn.Module):
         """
         if self.routing != "layered" or self._mode_sensitive or self._trained_outside_banks():
             return None
-        return RouteGraph(x)
+        return RouteGraph(x, by_hand=self._by_hand_lr() is not None)
 
     def outputs(self, h: torch.Tensor, task: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Outputs (logits or regression values) of finished routes' activations."""
@@ -678,16 +752,24 @@ class RoutedNetwork(nn.Module):
         """Outputs of whole routes: ``routes`` is ``(batch, max_depth)``, padded with ``-1``."""
         routes = _host_indices(routes)
         h = self.embed(x)
-        groups = [
-            self._groups(0 if self.routing == "recurrent" else depth, routes[:, depth])
-            for depth in range(routes.shape[1])
-        ]
-        if len(routes) and all(members is not None for members in groups):
+        groups = self._route_groups(routes)
+        if groups is not None:
             h = self._chain(h, groups)
         else:
             for depth in range(routes.shape[1]):
                 h = self.apply(h, depth, routes[:, depth])
         return self.outputs(h, task)
+
+    def _route_groups(self, routes: np.ndarray) -> list[np.ndarray] | None:
+        """Each depth's bank members of whole routes, or ``None`` when :meth:`_chain` cannot
+        compute them (no routes, or PASS / ``-1`` at a layer whose sizes differ)."""
+        groups = [
+            self._groups(0 if self.routing == "recurrent" else depth, routes[:, depth])
+            for depth in range(routes.shape[1])
+        ]
+        if len(routes) and all(members is not None for members in groups):
+            return groups
+        return None
 
     def per_sample_loss(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Cross-entropy (classification) or mean squared error (regression) per sample."""
@@ -808,7 +890,9 @@ class RoutedNetwork(nn.Module):
         ``p -= lr * grad`` is taken on each layer's stacked weights at once, which is the same
         arithmetic (an unrouted module's gradient is exactly zero there); the modules'
         parameters then never hold a ``grad``, and the optimizer object is called only for
-        parameters outside the routed layers (trunk, projection, shared readout), if any.
+        parameters outside the routed layers (trunk, projection, shared readout), if any. In
+        layered routing with nothing trained outside the routed layers, the backward pass is
+        also written out (:meth:`_step_by_hand`, module docstring).
 
         ``weights`` (one ``>= 0`` per route) turn the loss into ``mean(weights * losses)``.
         Under plain SGD this is exactly each route's own learning rate scaled by its weight,
@@ -822,6 +906,17 @@ class RoutedNetwork(nn.Module):
         parameters, so a diverged run stops with its last good parameters.
         """
         routes_host = _host_indices(routes)
+        lr = self._by_hand_lr()
+        groups = None if lr is None else self._route_groups(routes_host)
+        if groups is not None:
+            tape: list[_Product] = []
+            self.__dict__["_tape"] = tape
+            try:
+                with torch.no_grad():
+                    padded, layout = self._chain_padded(self.embed(x), groups)
+            finally:
+                self.__dict__["_tape"] = None
+            return self._step_by_hand(padded, layout, y, tape, lr, weights)
         if self._mode_sensitive:
             self.train()
         self.__dict__["_leaves"] = []  # plain attribute: nn.Module.__setattr__ is slow
@@ -844,6 +939,8 @@ class RoutedNetwork(nn.Module):
         if x is not graph.inputs or graph.padded is None or len(graph.actions) != routes.shape[1]:
             return False
         if self._mode_sensitive or self._trained_outside_banks():
+            return False
+        if graph.by_hand != (self._by_hand_lr() is not None):
             return False
         for (stack_weight, stack_bias, bank, *_), stamp in zip(
             graph.leaves, graph.stamps, strict=True
@@ -871,7 +968,10 @@ class RoutedNetwork(nn.Module):
         """:meth:`update` on the routes ``graph`` recorded, with the loss taken from its
         outputs (the forward pass :meth:`update` would repeat, same bits)."""
         padded, layout, leaves = graph.padded, graph.layout, graph.leaves
+        by_hand = graph.by_hand
         graph.discard()
+        if by_hand:
+            return self._step_by_hand(padded, layout, y, leaves, self._by_hand_lr(), weights)
         with torch.enable_grad():
             outputs = padded.index_select(0, layout.tensor("slots", padded.device))
             loss = _weighted_mean(self.per_sample_loss(outputs, y), weights)
@@ -885,12 +985,7 @@ class RoutedNetwork(nn.Module):
         task: torch.Tensor,
     ) -> float:
         """Backward from ``loss`` and the optimizer step on the ``leaves`` it reached."""
-        value = loss.item()
-        if not math.isfinite(value):
-            raise FloatingPointError(
-                f"module loss is {value} at update {self.num_updates + 1}; "
-                f"lower module_lr (now {self.module_lr}) or check the data for extreme values"
-            )
+        value = self._finite_loss(loss)
         lr = self._plain_sgd_lr()
         # With plain SGD and nothing trainable outside the routed layers, the stacked steps
         # below are the whole update: the optimizer would only walk parameters without
@@ -912,10 +1007,14 @@ class RoutedNetwork(nn.Module):
             self._set_module_gradients(leaves, routes_host, task)
         if optimizer_needed:
             self.optimizer.step()
+        self._updated()
+        return value
+
+    def _updated(self) -> None:
+        """Count an update and tell the update hooks."""
         self.num_updates += 1
         for hook in list(self._update_hooks.values()):
             hook(self)
-        return value
 
     def register_update_hook(self, hook: Callable[[RoutedNetwork], None]) -> RemovableHandle:
         """Call ``hook(network)`` after every module update (e.g. to measure module drift,
@@ -925,6 +1024,64 @@ class RoutedNetwork(nn.Module):
         handle = RemovableHandle(self._update_hooks)
         self._update_hooks[handle.id] = hook
         return handle
+
+    def _finite_loss(self, loss: torch.Tensor) -> float:
+        """The loss as a number; ``FloatingPointError`` if it is not finite."""
+        value = loss.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(
+                f"module loss is {value} at update {self.num_updates + 1}; "
+                f"lower module_lr (now {self.module_lr}) or check the data for extreme values"
+            )
+        return value
+
+    def _by_hand_lr(self) -> float | None:
+        """The learning rate when the module update is computed by :meth:`_step_by_hand`:
+        layered routing, nothing trained outside the routed layers, no layer that behaves
+        differently in training, and this network's own plain SGD; else ``None``."""
+        if self.routing != "layered" or self._mode_sensitive or self._trained_outside_banks():
+            return None
+        return self._plain_sgd_lr()
+
+    def _step_by_hand(
+        self,
+        padded: torch.Tensor,
+        layout: _GroupLayout,
+        y: torch.Tensor,
+        tape: list[_Product],
+        lr: float,
+        weights: torch.Tensor | None = None,
+    ) -> float:
+        """The plain-SGD module update of a chain computed without autograd (its ``tape``),
+        ending in the padded batch ``padded`` of ``layout``.
+
+        The backward pass is written out: the mean loss's gradient with respect to the outputs
+        (cross-entropy: ``(softmax - one_hot) / n``; mean squared error:
+        ``2 (outputs - y) / (n * outputs)``; each row times its route's weight when
+        ``weights`` are given, the gradient of :meth:`update`'s weighted mean), then the routed layers depth by depth from the
+        last, each depth's step ``W -= lr * x^T g`` fused into the product that computes its
+        gradient. The arithmetic is the update's (the gradient of each gathered row reaches
+        its source row, ReLU passes it where the output is positive, the identity slot's rows
+        pass it unchanged); it spares the autograd graph's recording and its engine, which
+        cost more than the products on batches of this size.
+        """
+        with torch.no_grad():
+            slots = layout.tensor("slots", padded.device)
+            outputs = padded.index_select(0, slots)
+            value = self._finite_loss(_weighted_mean(self.per_sample_loss(outputs, y), weights))
+            if self.task_type == "classification":
+                grad = torch.softmax(outputs, 1)
+                grad.scatter_add_(1, y.view(-1, 1), grad.new_full((len(grad), 1), -1.0))
+                grad.div_(len(grad))
+            else:
+                grad = (outputs - y.reshape(outputs.shape)).mul_(2.0 / outputs.numel())
+            if weights is not None:
+                grad.mul_(weights.view(-1, 1))
+            grad = torch.zeros_like(padded).index_copy_(0, slots, grad)
+            for product in reversed(tape):
+                grad = _product_step(product, grad, lr)
+        self._updated()
+        return value
 
     def _trained_outside_banks(self) -> bool:
         """Whether a parameter outside the stacked banks (trunk, projection, shared readout)
@@ -973,18 +1130,19 @@ class RoutedNetwork(nn.Module):
 
 
 class RouteGraph:
-    """The autograd graph of routing one batch, kept for the module update that trains on it.
+    """The forward pass of routing one batch, kept for the module update that trains on it.
 
     The vector environment routes a batch depth by depth, and :meth:`RoutedNetwork.update`
     used to compute those routes' forward pass again once they ended. Passed to
-    :meth:`RoutedNetwork.apply`, a ``RouteGraph`` makes each depth be computed with autograd
-    on, as :meth:`RoutedNetwork.update` computes it (same grouping, same batched products,
-    same weight leaves, rows kept in padded order between depths), so the update can start
-    from the kept outputs: the same numbers for one forward pass less.
+    :meth:`RoutedNetwork.apply`, a ``RouteGraph`` makes each depth be computed as
+    :meth:`RoutedNetwork.update` computes it (same grouping, same batched products, rows kept
+    in padded order between depths; with ``by_hand`` the products kept for
+    :meth:`RoutedNetwork._step_by_hand`, else with autograd on, on the same weight leaves), so
+    the update can start from the kept outputs: the same numbers for one forward pass less.
     :meth:`RoutedNetwork.add_routes` uses it only while it is current (see
     :meth:`RoutedNetwork._graph_current`), else computes the forward pass as before.
 
-    ``leaves`` are the weight leaves of every depth (as in :meth:`RoutedNetwork.update`),
+    ``leaves`` are the weight leaves (or with ``by_hand`` the ``_Product``) of every depth,
     ``stamps`` the versions of the stacked weights they were read from, ``actions`` the
     actions of each depth so far, ``inputs`` the raw inputs of the routes (the first depth
     applies to their embedding), ``padded`` the activations leaving the last depth so far, in
@@ -992,10 +1150,11 @@ class RouteGraph:
     :meth:`discard` frees the graph.
     """
 
-    __slots__ = ("leaves", "stamps", "actions", "inputs", "padded", "layout", "_open")
+    __slots__ = ("leaves", "stamps", "actions", "inputs", "padded", "layout", "by_hand", "_open")
 
-    def __init__(self, inputs: torch.Tensor) -> None:
-        self.leaves: list[tuple[Any, ...]] = []
+    def __init__(self, inputs: torch.Tensor, by_hand: bool = False) -> None:
+        self.by_hand = by_hand
+        self.leaves: list[Any] = []
         self.stamps: list[tuple[int, int]] = []
         self.actions: list[np.ndarray] = []
         self.inputs: torch.Tensor | None = inputs
@@ -1122,14 +1281,64 @@ def draw_default_init(layer: nn.Linear | nn.Conv2d, generator: torch.Generator) 
                 tensor.copy_(torch.empty(tensor.shape).uniform_(-bound, bound, generator=generator))
 
 
-def _chunked_linear(
-    padded: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, size: int
-) -> torch.Tensor:
-    """Chunk ``c`` (rows ``c * size`` to ``(c + 1) * size`` of ``padded``) times its own
-    ``weight[c]`` plus ``bias[c]``, in one ``baddbmm``; returns the rows flat."""
-    chunks = weight.shape[0]
-    out = torch.baddbmm(bias.unsqueeze(1), padded.view(chunks, size, padded.shape[1]), weight)
-    return out.view(chunks * size, -1)
+class _Product(NamedTuple):
+    """One depth of a chain computed for :meth:`RoutedNetwork._step_by_hand`: the stacked
+    weight and bias it read and their bank, the stack rows of its chunks (``None`` for a
+    prefix), those chunks' weight, the modules' padded inputs ``(chunks, size, in)`` and their
+    outputs after ReLU (``None`` without ReLU; ``None`` for all these when every row took the
+    identity), the gather ``sources`` into the previous depth's batch, the first identity slot
+    ``start``, and the shape of that previous batch (``None`` at the first depth, whose input
+    needs no gradient)."""
+
+    stack_weight: torch.Tensor
+    stack_bias: torch.Tensor
+    bank: int
+    index: torch.Tensor | None
+    weight: torch.Tensor | None
+    inputs: torch.Tensor | None
+    activations: torch.Tensor | None
+    sources: torch.Tensor
+    start: int
+    source_shape: torch.Size | None
+
+
+def _product_step(product: _Product, grad: torch.Tensor, lr: float) -> torch.Tensor | None:
+    """Backward through one depth of a chain from ``grad``, the gradient of its padded
+    output, with the SGD step of its modules; returns the gradient of the previous depth's
+    padded batch (``None`` at the first depth)."""
+    weight, start, source_shape = product.weight, product.start, product.source_shape
+    # The gradient of this depth's padded inputs, slot by slot; the identity slot's rows (from
+    # `start` on) pass theirs unchanged.
+    grad_inputs = grad
+    if weight is not None:
+        whole = start == grad.shape[0]
+        through = grad if whole else grad[:start]
+        if product.activations is not None:
+            through = torch.ops.aten.threshold_backward(through, product.activations, 0)
+        chunks = weight.shape[0]
+        through = through.view(chunks, -1, through.shape[1])
+        if source_shape is not None:  # before the step below changes the weight
+            weight_t = weight.transpose(1, 2)
+            if whole:
+                grad_inputs = torch.bmm(through, weight_t).view(start, -1)
+            elif product.activations is not None:
+                # A square layer whose ReLU mask copied the modules' rows into `through`:
+                # their input gradient takes their place in `grad`, before the identity rows.
+                torch.bmm(through, weight_t, out=grad[:start].view(through.shape))
+            else:
+                modules = torch.bmm(through, weight_t).view(start, -1)
+                grad_inputs = torch.cat((modules, grad[start:]))
+        inputs_t, grad_bias = product.inputs.transpose(1, 2), through.sum(1)
+        if product.index is None:
+            product.stack_weight[:chunks].baddbmm_(inputs_t, through, alpha=-lr)
+            product.stack_bias[:chunks].add_(grad_bias, alpha=-lr)
+        else:
+            grad_weight = torch.bmm(inputs_t, through)
+            product.stack_weight.index_add_(0, product.index, grad_weight, alpha=-lr)
+            product.stack_bias.index_add_(0, product.index, grad_bias, alpha=-lr)
+    if source_shape is None:
+        return None
+    return grad.new_zeros(source_shape).index_add_(0, product.sources, grad_inputs)
 
 
 def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
