@@ -279,3 +279,34 @@ def test_parameters_are_views_of_the_stacked_weights_and_stay_right():
 
 def params(network: torch.nn.Module) -> torch.Tensor:
     return flat(network)
+
+
+@pytest.mark.parametrize("task_type", ["classification", "regression"])
+@pytest.mark.parametrize("skew", [False, True])
+def test_update_by_hand_with_route_weights_equals_autograd_sgd(task_type, skew):
+    """The default plain-SGD update (backward written out) against the same SGD through
+    autograd (an optimizer factory takes that path), with PASS rows at the square middle
+    layer and per-route weights (exploration squashing), some of them 0."""
+    outputs = 2 if task_type == "classification" else 1
+    options = {"num_modules": 5, "seed": 3, "task_type": task_type}
+    net = RoutedNetwork((6,), 3, outputs, **options)
+    reference = RoutedNetwork(
+        (6,), 3, outputs, module_optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr), **options
+    )
+    assert net._by_hand_lr() is not None and reference._by_hand_lr() is None
+    g = torch.Generator().manual_seed(9)
+    for _ in range(3):
+        x, task = torch.randn(20, 6, generator=g), torch.randint(0, 3, (20,), generator=g)
+        y = (
+            torch.randint(0, 2, (20,), generator=g)
+            if outputs == 2
+            else torch.randn(20, generator=g)
+        )
+        routes = random_routes(g, 20, net, skew=skew, stops=False)
+        routes[::4, 1] = net.extra_action  # PASS at the middle layer
+        weights = torch.rand(20, generator=g)
+        weights[::3] = 0.0
+        value = net.update(x, task, y, routes, weights)
+        assert value == pytest.approx(reference.update(x, task, y, routes, weights), rel=1e-5)
+        for (name, p), q in zip(net.named_parameters(), reference.parameters(), strict=True):
+            torch.testing.assert_close(p, q, msg=name)
