@@ -146,11 +146,19 @@ def judge_claims(
                     "difference": difference,
                     "low": low,
                     "high": high,
-                    "verdict": verdict(low, high),
+                    "verdict": _with_floor(verdict(low, high), better, worse),
                     "majority_rate": better["majority_rate"],
                 }
             )
     return rows
+
+
+def _with_floor(text: str, better: Mapping[str, Any], worse: Mapping[str, Any]) -> str:
+    """Say so when neither method left the majority rate (nothing to compare yet)."""
+    floor = better["majority_rate"] + 1e-3
+    if text == "not resolved" and max(better["accuracy"], worse["accuracy"]) <= floor:
+        return "not resolved (both at the majority rate)"
+    return text
 
 
 def claims_table(rows: Sequence[Mapping[str, Any]]) -> str:

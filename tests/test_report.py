@@ -47,12 +47,15 @@ def test_claims_are_judged_per_suite_where_both_methods_ran():
         row("s2", "wpl", [0.90, 0.90, 0.91]),
         row("s2", "q", [0.95, 0.96, 0.95]),
         row("s2", "cross-stitch", [0.80, 0.99, 0.90]),
+        row("s3", "wpl", [0.90, 0.90, 0.90]),
+        row("s3", "q", [0.90, 0.90, 0.90]),
     ]
     claims = (Claim("WPL beats Q", "x", "wpl", "q"), Claim("vs cs", "x", "wpl", "cross-stitch"))
     rows = judge_claims(summary, claims)
     assert [(r["suite"], r["verdict"]) for r in rows] == [
         ("s1", "supported"),
         ("s2", "contradicted"),
+        ("s3", "not resolved (both at the majority rate)"),
         ("s2", "not resolved"),
     ]
     assert "| WPL beats Q | x | s1 | 98.67 | 90.00 | +8.67" in claims_table(rows)
