@@ -1058,12 +1058,13 @@ class RoutedNetwork(nn.Module):
         The backward pass is written out: the mean loss's gradient with respect to the outputs
         (cross-entropy: ``(softmax - one_hot) / n``; mean squared error:
         ``2 (outputs - y) / (n * outputs)``; each row times its route's weight when
-        ``weights`` are given, the gradient of :meth:`update`'s weighted mean), then the routed layers depth by depth from the
-        last, each depth's step ``W -= lr * x^T g`` fused into the product that computes its
-        gradient. The arithmetic is the update's (the gradient of each gathered row reaches
-        its source row, ReLU passes it where the output is positive, the identity slot's rows
-        pass it unchanged); it spares the autograd graph's recording and its engine, which
-        cost more than the products on batches of this size.
+        ``weights`` are given, the gradient of :meth:`update`'s weighted mean), then the
+        routed layers depth by depth from the last, each depth's step ``W -= lr * x^T g``
+        fused into the product that computes its gradient. The arithmetic is the update's
+        (the gradient of each gathered row reaches its source row, ReLU passes it where the
+        output is positive, the identity slot's rows pass it unchanged); it spares the
+        autograd graph's recording and its engine, which cost more than the products on
+        batches of this size.
         """
         with torch.no_grad():
             slots = layout.tensor("slots", padded.device)
