@@ -80,7 +80,9 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     bench.add_argument("--eval-episodes", type=int, default=None, help="default: test split")
     bench.add_argument("--num-envs", type=int, default=1, help="routes in flight (vector env)")
-    bench.add_argument("--out", default=None, help="folder for results.json")
+    bench.add_argument(
+        "--out", default=None, help="folder for results.json and nonstationarity.png"
+    )
     bench.set_defaults(run_verb=run)
     return bench
 
@@ -140,6 +142,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.json"), "w") as handle:
             json.dump(results, handle, indent=2, default=jsonable)
+        from routing_env.plots import plot_nonstationarity
+
+        plot_nonstationarity(runs, os.path.join(args.out, "nonstationarity.png"))
     return results
 
 

@@ -138,3 +138,41 @@ def plot_curves(
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return os.fspath(path)
+
+
+def plot_nonstationarity(runs: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> str:
+    """The measurements of ``routing-env bench-nonstationarity`` against training routes:
+    greedy test accuracy, return drift of the frozen snapshots, selection entropy and
+    routing-map stability; one colour per agent, solid with training modules and dashed with
+    frozen ones (dotted: pretrained), mean over seeds. ``runs`` are the entries of its
+    ``results.json`` (``agent``, ``condition``, ``history``)."""
+    panels = (
+        ("accuracy", "test accuracy (greedy)"),
+        ("return_drift", "return drift of the last snapshot"),
+        ("route_entropy", "selection entropy (nats)"),
+        ("map_stability", "routing-map stability"),
+    )
+    styles = {"trained": "-", "frozen": "--", "pretrained": ":"}
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    agents = list(dict.fromkeys(run["agent"] for run in runs))
+    for (key, title), axis in zip(panels, axes, strict=True):
+        for number, agent in enumerate(agents):
+            for condition in dict.fromkeys(run["condition"] for run in runs):
+                mine = [r for r in runs if r["agent"] == agent and r["condition"] == condition]
+                if not mine:
+                    continue
+                routes = mine[0]["history"]["routes"]
+                values = np.array([r["history"][key] for r in mine], dtype=float)
+                axis.plot(
+                    routes,
+                    np.nanmean(values, axis=0),
+                    styles.get(condition, "-."),
+                    color=f"C{number % 10}",
+                    label=f"{agent} ({condition})",
+                )
+        axis.set(xlabel="training routes", title=title)
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return os.fspath(path)

@@ -38,6 +38,7 @@ def test_cli_prints_one_row_per_agent_and_condition(tmp_path, capsys):
         assert table[agent, "trained"]["module_drift"] > 0.0
         assert 0.0 <= table[agent, "trained"]["final_accuracy"] <= 1.0
     assert len(results["runs"][0]["history"]["routes"]) == 3
+    assert (tmp_path / "nonstationarity.png").stat().st_size > 10_000
 
 
 def test_cli_pretrained_condition_and_lr_ratio(capsys):
