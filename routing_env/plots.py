@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -163,9 +164,13 @@ def plot_nonstationarity(runs: Sequence[Mapping[str, Any]], path: str | os.PathL
                     continue
                 routes = mine[0]["history"]["routes"]
                 values = np.array([r["history"][key] for r in mine], dtype=float)
+                with warnings.catch_warnings():
+                    # Map stability has no value at the first measurement (nothing before it).
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    mean = np.nanmean(values, axis=0)
                 axis.plot(
                     routes,
-                    np.nanmean(values, axis=0),
+                    mean,
                     styles.get(condition, "-."),
                     color=f"C{number % 10}",
                     label=f"{agent} ({condition})",
