@@ -225,7 +225,8 @@ def write_comparison(
         if record.get("routing_map") is not None and record["method"] not in maps:
             maps[record["method"]] = record["routing_map"]
     if maps:
-        files.append(plot_routing_maps(maps, os.path.join(out_dir, "routing_maps.png")))
+        extra = next(r["extra_action"] for r in records if r.get("routing_map") is not None)
+        files.append(plot_routing_maps(maps, os.path.join(out_dir, "routing_maps.png"), extra))
     return files
 
 

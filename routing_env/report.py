@@ -17,6 +17,7 @@ them.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import platform
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.training import jsonable
 from routing_env.compare import progress_printer, summarize, write_comparison
 from routing_env.grid import add_grid_arguments, run_grid
 from routing_env.runs import RunSpec, check_methods
@@ -227,7 +229,8 @@ def report(
         progress: print a line as each run finishes.
 
     Returns:
-        ``{"summary", "claims", "records", "seconds", "path"}``.
+        ``{"summary", "claims", "records", "budgets", "seconds", "path"}``; all but ``path``
+        are also written to ``results.json``.
     """
     suites = list(suites or report_suites())
     methods = list(methods or REPORT_METHODS)
@@ -277,13 +280,16 @@ def report(
         handle.write(
             _markdown(summary, claims, figures, out, budgets, seeds, methods, seconds, workers)
         )
-    return {
+    result = {
         "summary": summary,
         "claims": claims,
         "records": records,
+        "budgets": budgets,
         "seconds": seconds,
-        "path": path,
     }
+    with open(os.path.join(out, "results.json"), "w") as handle:
+        json.dump(result, handle, indent=1, default=jsonable)
+    return {**result, "path": path}
 
 
 def _markdown(

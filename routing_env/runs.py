@@ -137,9 +137,11 @@ def run(spec: RunSpec) -> dict[str, Any]:
     Keys: ``method``, ``kind``, ``suite``, ``seed``, ``budget``, ``test_accuracy``,
     ``per_task_accuracy``, ``route_entropy`` and ``modules_used`` (for the baselines, of their
     gates, ``None`` without one), ``routing_map`` (routers: task x depth -> most chosen action;
-    otherwise ``None``), ``majority_rate`` (accuracy of each task's most frequent test label),
-    ``seconds`` (training wall time), ``curve`` (lists ``samples``, ``test_accuracy``,
-    ``route_entropy``, ``modules_used``), ``settings`` and ``log`` (files written).
+    otherwise ``None``), ``extra_action`` (routers: the index of PASS / stop),
+    ``majority_rate`` (accuracy of each task's most frequent test label), ``seconds``
+    (training wall time), ``wall_seconds`` (with set-up and evaluations), ``curve`` (lists
+    ``samples``, ``test_accuracy``, ``route_entropy``, ``modules_used``), ``settings`` and
+    ``log`` (files written).
     """
     import torch
 
@@ -233,6 +235,7 @@ def _run_router(spec: RunSpec, dataset: Any) -> dict[str, Any]:
         "route_entropy": final["route_entropy"],
         "modules_used": final["modules_used"],
         "routing_map": final["routing_map"],
+        "extra_action": test.network.extra_action,
         "seconds": history["seconds"],
         "curve": {
             "samples": history["episode"],
@@ -270,6 +273,7 @@ def _run_sb3(spec: RunSpec, dataset: Any) -> dict[str, Any]:
         "route_entropy": final["route_entropy"],
         "modules_used": final["modules_used"],
         "routing_map": final["routing_map"],
+        "extra_action": network.extra_action,
         "seconds": curve["seconds"][-1],
         "curve": {
             "samples": [t // network.max_depth for t in curve["timesteps"]],

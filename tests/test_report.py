@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -83,6 +84,8 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     assert "## synthetic-mtl (300 training samples per run)" in text
     assert "![learning_curves.png](synthetic-mtl/learning_curves.png)" in text
     assert (tmp_path / "synthetic-mtl" / "routing_maps.png").exists()
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert len(saved["records"]) == 6 and saved["budgets"] == {"synthetic-mtl": 300}
 
 
 def test_collapse_table_pairs_the_per_task_and_single_agent_routers():

@@ -47,6 +47,7 @@ def test_router_run_record_curve_and_determinism(small_synthetic_npz, tmp_path):
     assert first["curve"] == second["curve"]
     assert first["routing_map"] == second["routing_map"]
     assert np.asarray(first["routing_map"]).shape == (4, 3)
+    assert first["extra_action"] == 4  # PASS: one module per task, then the extra action
     assert first["kind"] == "router" and first["method"] == "wpl" and first["seed"] == 3
     assert first["settings"]["module_lr"] == 0.3 and first["settings"]["lr"] == 0.5
     assert first["log"][0].endswith("metrics.csv") and second["log"] == []
