@@ -318,18 +318,15 @@ def pretrain_modules(
         ``routes``, ``module_updates`` made and the ``train_accuracy`` of the pretraining
         routes.
     """
-    from agents.fixed import FixedRouter, RandomRouter
+    from agents.factory import make_agent
 
     if routes < 1:
         raise ValueError(f"routes must be positive, got {routes}")
     base = env.unwrapped
     network = base.network
-    if router == "random":
-        router = RandomRouter(seed=seed)
-    elif router == "per-task":
-        router = FixedRouter.per_task(
-            base.dataset.num_tasks, network.max_depth, network.num_modules
-        )
+    if router in ("random", "per-task"):
+        name = "random" if router == "random" else "fixed-per-task"
+        router = make_agent(name, env, seed=seed)
     elif not isinstance(router, Agent):
         raise ValueError(f"router must be 'random', 'per-task' or an Agent, got {router!r}")
     was_training, base.train_modules = base.train_modules, True

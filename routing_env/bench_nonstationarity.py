@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
+from routing_env.runs import SB3_METHODS
 
 CONDITIONS = ("trained", "frozen", "pretrained")
-SB3_AGENTS = ("sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-maskable-ppo")
 #: Columns of the table: (summary key, header, format).
 COLUMNS = (
     ("final_accuracy", "accuracy", "{:8.3f}"),
@@ -53,7 +53,7 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--agent",
         default="wpl,q,advantage,reinforce",
         help="comma-separated agent names (those of `routing-env train`, or "
-        f"{', '.join(SB3_AGENTS)})",
+        f"{', '.join(SB3_METHODS)})",
     )
     bench.add_argument("--suite", default="SyntheticMTL-v0", help="a registered suite id")
     bench.add_argument("--routes", type=int, default=100_000, help="training routes per run")
@@ -92,11 +92,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from agents.factory import AGENT_NAMES
 
     agent_names = _names(args.agent, "--agent")
-    unknown = [n for n in agent_names if n not in AGENT_NAMES and n not in SB3_AGENTS]
+    unknown = [n for n in agent_names if n not in AGENT_NAMES and n not in SB3_METHODS]
     if unknown:
         raise SystemExit(
             f"bench-nonstationarity: unknown agent(s) {', '.join(unknown)}; known: "
-            f"{', '.join((*AGENT_NAMES, *SB3_AGENTS))}"
+            f"{', '.join((*AGENT_NAMES, *SB3_METHODS))}"
         )
     conditions = _names(args.conditions, "--conditions")
     bad = [c for c in conditions if c not in CONDITIONS]
@@ -197,7 +197,7 @@ def run_one(name: str, condition: str, seed: int, settings: dict[str, Any]) -> d
         "squash_kappa": settings["squash_kappa"],
         "train_modules": condition != "frozen",
     }
-    sb3 = name in SB3_AGENTS
+    sb3 = name in SB3_METHODS
     if settings["num_envs"] > 1 and not sb3:
         env = gym.make_vec(
             settings["suite"],
@@ -231,21 +231,16 @@ def _our_agent(name: str, env: Any, seed: int, settings: dict[str, Any]) -> Any:
 
 
 def _sb3_agent(name: str, env: Any, seed: int, settings: dict[str, Any]) -> Any:
-    """An SB3 model learning on ``env`` (SB3 wraps it in its own DummyVecEnv)."""
+    """An SB3 model learning on ``env`` (SB3 wraps it in its own DummyVecEnv), SB3's
+    defaults but for ``--router-lr``."""
+    from routing_env.runs import check_methods, sb3_model
+
     try:
-        import stable_baselines3 as sb3
-    except ImportError:
-        raise SystemExit(
-            f"{name} needs Stable-Baselines3: pip install 'routing-env[sb3]'"
-        ) from None
-    if name == "sb3-maskable-ppo":
-        from sb3_contrib import MaskablePPO as algorithm
-    else:
-        algorithm = {"sb3-ppo": sb3.PPO, "sb3-a2c": sb3.A2C, "sb3-dqn": sb3.DQN}[name]
-    options: dict[str, Any] = {"seed": seed, "verbose": 0, "device": "cpu"}
-    if settings["router_lr"] is not None:
-        options["learning_rate"] = settings["router_lr"]
-    return algorithm("MultiInputPolicy", env, **options)
+        check_methods([name])
+    except ImportError as error:
+        raise SystemExit(str(error)) from None
+    options = {} if settings["router_lr"] is None else {"learning_rate": settings["router_lr"]}
+    return sb3_model(name, env, seed, **options)
 
 
 def table_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -202,12 +202,10 @@ def _envs(spec: RunSpec, dataset: Any, num_envs: int) -> tuple[Any, Any]:
     settings = env_settings(spec.settings)
     if num_envs > 1:
         env: Any = RoutingVectorEnv(num_envs, dataset, **settings)
-        network = env.network
     else:
         env = RoutingEnv(dataset, **settings)
-        network = env.network
     test_settings = {k: v for k, v in settings.items() if k in ("reward", "collaboration_reward")}
-    return env, RoutingEnv(dataset, split="test", network=network, **test_settings)
+    return env, RoutingEnv(dataset, split="test", network=env.network, **test_settings)
 
 
 def _run_router(spec: RunSpec, dataset: Any) -> dict[str, Any]:
@@ -261,7 +259,10 @@ def _run_sb3(spec: RunSpec, dataset: Any) -> dict[str, Any]:
     test = RoutingEnv(dataset, split="test", network=network, reward=settings.get("reward"))
     env.seed(spec.seed)
     torch.manual_seed(spec.seed)
-    model = _sb3_model(spec.method, env, spec.seed)
+    # PPO's rollout shortened to 256 steps per env (16 envs), so that a budget of tens of
+    # thousands of routes still holds many updates.
+    rollout = {"n_steps": 256} if spec.method in ("sb3-ppo", "sb3-maskable-ppo") else {}
+    model = sb3_model(spec.method, env, spec.seed, **rollout)
     steps = spec.budget * network.max_depth
     evaluation = RouterEvalCallback(test, max(1, steps // spec.points))
     model.learn(steps, callback=evaluation)
@@ -285,20 +286,21 @@ def _run_sb3(spec: RunSpec, dataset: Any) -> dict[str, Any]:
     }
 
 
-def _sb3_model(method: str, env: Any, seed: int) -> Any:
-    """SB3's defaults, except PPO's rollout length: 256 steps per env (16 envs) so that a
-    budget of tens of thousands of routes still holds many updates."""
+def sb3_model(method: str, env: Any, seed: int, **options: Any) -> Any:
+    """The Stable-Baselines3 model of ``method`` (:data:`SB3_METHODS`) on ``env`` with
+    ``MultiInputPolicy``, SB3's defaults and ``options`` over them, on the CPU.
+
+    Raises:
+        ValueError: an unknown SB3 method.
+    """
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import A2C, DQN, PPO
 
-    common = {"seed": seed, "device": "cpu", "verbose": 0}
-    builders = {
-        "sb3-ppo": lambda: PPO("MultiInputPolicy", env, n_steps=256, **common),
-        "sb3-maskable-ppo": lambda: MaskablePPO("MultiInputPolicy", env, n_steps=256, **common),
-        "sb3-a2c": lambda: A2C("MultiInputPolicy", env, **common),
-        "sb3-dqn": lambda: DQN("MultiInputPolicy", env, **common),
-    }
-    return builders[method]()
+    algorithms = {"sb3-ppo": PPO, "sb3-maskable-ppo": MaskablePPO, "sb3-a2c": A2C, "sb3-dqn": DQN}
+    if method not in algorithms:
+        raise ValueError(f"unknown SB3 method {method!r}; expected one of {SB3_METHODS}")
+    options = {"seed": seed, "device": "cpu", "verbose": 0, **options}
+    return algorithms[method]("MultiInputPolicy", env, **options)
 
 
 def _run_baseline(spec: RunSpec, dataset: Any) -> dict[str, Any]:
