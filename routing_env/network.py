@@ -293,8 +293,8 @@ class RoutedNetwork(nn.Module):
                     module.reset_parameters()
         self.optimizer = self._make_optimizer()
         self.num_updates = 0
-        self._pending: list[tuple[torch.Tensor, ...]] = []
-        self._pending_weights: list[torch.Tensor | None] = []
+        # Queued routes: (x, task, y, routes, weights or None) per add_routes call.
+        self._pending: list[tuple[Any, ...]] = []
         self._pending_count = 0
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
@@ -827,18 +827,17 @@ class RoutedNetwork(nn.Module):
                 graph.discard()
                 self.update(x, task, y, routes_host, weights)
             return 1
-        self._pending.append((x, task, y, routes))
-        self._pending_weights.append(weights)
+        self._pending.append((x, task, y, routes, weights))
         self._pending_count += x.shape[0]
         updates = 0
         if self._pending_count < self.module_batch_size:
             return updates
         if len(self._pending) == 1:
-            xs, tasks, ys, all_routes = self._pending[0]
+            xs, tasks, ys, all_routes, all_weights = self._pending[0]
         else:
-            columns = zip(*self._pending, strict=True)
+            columns = zip(*(queued[:4] for queued in self._pending), strict=True)
             xs, tasks, ys, all_routes = (torch.cat(parts) for parts in columns)
-        all_weights = self._joined_pending_weights()
+            all_weights = self._joined_pending_weights()
         start = 0
         while self._pending_count - start >= self.module_batch_size:
             stop = start + self.module_batch_size
@@ -853,10 +852,9 @@ class RoutedNetwork(nn.Module):
             updates += 1
         if start == self._pending_count:
             self._pending = []
-            self._pending_weights = []
         else:
-            self._pending = [(xs[start:], tasks[start:], ys[start:], all_routes[start:])]
-            self._pending_weights = [None if all_weights is None else all_weights[start:]]
+            rest = None if all_weights is None else all_weights[start:]
+            self._pending = [(xs[start:], tasks[start:], ys[start:], all_routes[start:], rest)]
         self._pending_count -= start
         return updates
 
@@ -864,13 +862,12 @@ class RoutedNetwork(nn.Module):
         """The queued routes' weights in one tensor (1 for routes queued without), or
         ``None`` when no queued route has a weight, so unweighted training stays bit for bit
         what it was."""
-        parts = self._pending_weights
-        if all(part is None for part in parts):
+        if all(queued[4] is None for queued in self._pending):
             return None
         return torch.cat(
             [
-                torch.ones(len(batch[0]), device=self.device) if part is None else part
-                for batch, part in zip(self._pending, parts, strict=True)
+                torch.ones(len(x), device=self.device) if weights is None else weights
+                for x, *_, weights in self._pending
             ]
         )
 
