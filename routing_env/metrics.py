@@ -349,8 +349,12 @@ def measure_nonstationarity(
         else:
             history["return_drift"].append(0.0)
         current = probe.snapshot(agent)
-        history["snapshot_return"].append(probe.value(current))
         result = evaluate(agent, eval_env, eval_episodes)
+        # A greedy probe routes the evaluation's samples with the same greedy policy: the
+        # evaluation's mean return is the new snapshot's value, no need to route them again.
+        history["snapshot_return"].append(
+            result["mean_reward"] if probe.greedy else probe.value(current)
+        )
         history["accuracy"].append(result["accuracy"])
         history["route_entropy"].append(result["route_entropy"])
         history["modules_used"].append(result["modules_used"])
