@@ -1,4 +1,3 @@
-import math
 
 import gymnasium as gym
 import numpy as np
