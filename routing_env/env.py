@@ -143,9 +143,10 @@ class RoutingEnv(RoutingMDP, gym.Env):
     * ``invalid_action``: ``"end"`` (default) or ``"raise"``.
     * ``invalid_action_loss``: the loss charged for an invalid action under ``"neg_loss"``
       (default 10).
-    * ``module_lr`` (default 0.1), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
+    * ``module_lr`` (default 0.3), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
       ``"rmsprop"``, ``"adagrad"`` or a callable), ``module_batch_size`` (finished routes per
-      module update, default 16).
+      module update, default 16). The defaults live in :mod:`routing_env.settings`, with the
+      measurements that chose them.
     * ``train_modules``: train the modules on this environment's routes (default ``True`` for
       ``split="train"``, ``False`` for ``"test"``). ``False`` makes the MDP stationary (the
       control condition of DESIGN 6); the attribute may be switched later, e.g. to freeze

@@ -54,6 +54,7 @@ from routing_env.rewards import (
     final_rewards,
     invalid_action_reward,
 )
+from routing_env.settings import NETWORK_DEFAULTS
 
 INVALID_ACTION_MODES = ("end", "raise")
 SAMPLE_ORDERS = ("shuffle", "sequential")
@@ -324,16 +325,9 @@ class RoutingMDP:
     def _build_network(self, options: dict[str, Any]) -> RoutedNetwork:
         dataset = self.dataset
         defaults = {
-            "routing": "layered",
+            **NETWORK_DEFAULTS,
             "num_modules": dataset.num_tasks,
-            "max_depth": 3,
-            "hidden_dim": 64,
             "trunk": "conv" if len(dataset.input_shape) == 3 else "none",
-            "readout": "shared",
-            "module_lr": 0.1,
-            "module_optimizer": "sgd",
-            "module_batch_size": 16,
-            "device": "cpu",
         }
         chosen = {
             name: defaults[name] if value is None else value for name, value in options.items()
