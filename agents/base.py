@@ -222,6 +222,9 @@ class Agent:
     """
 
     state_names: ClassVar[tuple[str, ...]] = ()
+    #: Saved-state keys that earlier versions wrote, and the names in :attr:`state_names` that
+    #: hold them now, so that their checkpoints still load.
+    renamed_state: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed
@@ -292,6 +295,7 @@ class Agent:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+        state = {self.renamed_state.get(key, key): value for key, value in state.items()}
         for name in self.state_names:
             current = getattr(self, name)
             if isinstance(current, torch.nn.Module | torch.optim.Optimizer):
@@ -301,21 +305,38 @@ class Agent:
         self.rng.bit_generator.state = json.loads(state["__rng__"])
 
 
-def masked_choice(rng: np.random.Generator, probabilities: np.ndarray, mask: np.ndarray) -> int:
-    """Sample an action from ``probabilities`` restricted to the allowed actions of ``mask``."""
-    p = np.where(np.asarray(mask) > 0, probabilities, 0.0)
-    total = p.sum()
-    if total <= 0:
-        allowed = np.flatnonzero(mask)
-        if allowed.size == 0:
-            raise ValueError("no action is allowed by the mask")
-        return int(rng.choice(allowed))
-    return int(rng.choice(p.size, p=p / total))
+def annealed(start: float, final: float | None, decay_episodes: int, episodes_seen: int) -> float:
+    """Linear schedule from ``start`` to ``final`` over ``decay_episodes`` learned episodes.
+
+    ``final=None`` or ``decay_episodes=0`` keeps ``start`` constant.
+    """
+    if final is None or decay_episodes <= 0:
+        return start
+    fraction = min(1.0, episodes_seen / decay_episodes)
+    return start + fraction * (final - start)
 
 
-def masked_argmax(values: np.ndarray, mask: np.ndarray) -> int:
-    """The allowed action with the largest value (lowest index on ties)."""
-    allowed = np.asarray(mask) > 0
-    if not allowed.any():
-        raise ValueError("no action is allowed by the mask")
-    return int(np.argmax(np.where(allowed, values, -np.inf)))
+@dataclass(eq=False)
+class EpsilonSchedule:
+    """The exploration rate of an epsilon-greedy agent, annealed linearly over learned routes.
+
+    A mixin of the agents' dataclasses, listed before the agent's base class (``class
+    QLearning(EpsilonSchedule, TabularAgent)``) so that its arguments come after the base's.
+    The agent counts its learned routes in ``episodes_seen``.
+
+    Args:
+        epsilon: exploration rate (the start of the schedule when annealing).
+        epsilon_final: exploration rate reached after ``epsilon_decay_episodes`` learned routes
+            (linear); ``None`` keeps ``epsilon`` constant.
+        epsilon_decay_episodes: length of the schedule, in learned routes.
+    """
+
+    epsilon: float = 0.1
+    epsilon_final: float | None = None
+    epsilon_decay_episodes: int = 0
+
+    @property
+    def current_epsilon(self) -> float:
+        """The exploration rate after ``episodes_seen`` learned routes."""
+        seen = int(self.episodes_seen)  # type: ignore[attr-defined]
+        return annealed(self.epsilon, self.epsilon_final, self.epsilon_decay_episodes, seen)

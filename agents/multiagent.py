@@ -15,7 +15,6 @@ and five Q-learning routers) to see which learners win the shared modules.
 
 from __future__ import annotations
 
-import inspect
 import os
 import time
 from collections import Counter
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode, route_path
 from agents.factory import make_agent
+from agents.tabular import TabularAgent
 from agents.training import (
     evaluation_indices,
     route_statistics,
@@ -163,19 +163,12 @@ def _check_policies(policies: Mapping[str, Agent], game: Any) -> None:
 def policy_table(agent: Agent, task: int, masks: np.ndarray) -> np.ndarray | None:
     """The agent's action distribution at every depth for ``task``, ``(max_depth, actions)``.
 
-    Only for agents exposing ``policy(task, depth, mask)`` (the tabular ones); ``None``
-    otherwise. ``masks`` holds the action mask of every depth.
+    Only for the tabular agents (:class:`~agents.tabular.TabularAgent`); ``None`` otherwise.
+    ``masks`` holds the action mask of every depth.
     """
-    method = getattr(agent, "policy", None)
-    if method is None:
+    if not isinstance(agent, TabularAgent):
         return None
-    try:
-        parameters = list(inspect.signature(method).parameters)
-    except (TypeError, ValueError):
-        return None
-    if parameters[:2] != ["task", "depth"]:
-        return None
-    return np.array([method(task, depth, masks[depth]) for depth in range(len(masks))])
+    return np.array([agent.policy(task, depth, masks[depth]) for depth in range(len(masks))])
 
 
 def path_overlap(
@@ -316,7 +309,7 @@ def train_multiagent(
         The history. Per epoch: ``episode`` (rounds so far), ``routes``; per agent
         (agent -> list): ``mean_reward`` and ``train_accuracy`` of the epoch's training
         routes, ``policy`` (snapshot ``max_depth x num_actions`` of the agent's distribution
-        for its task, agents with ``policy(task, depth)`` only; ``initial_policy`` holds the
+        for its task, tabular agents only; ``initial_policy`` holds the
         one before training) and ``policy_entropy`` (mean over depths, nats);
         ``train_route_entropy`` (selection entropy of the epoch's training
         routes, all agents together). With ``eval_env``, also ``test_accuracy`` (agent ->
@@ -337,7 +330,7 @@ def train_multiagent(
     epoch_length = max(1, episodes // 10) if eval_every is None else int(eval_every)
     if epoch_length < 1:
         raise ValueError(f"eval_every must be positive, got {eval_every}")
-    tabular = [a for a in agents if policy_table(policies[a], 0, masks) is not None]
+    tabular = [a for a in agents if isinstance(policies[a], TabularAgent)]
     history: dict[str, Any] = {
         "agents": agents,
         "algorithms": {agent: type(policies[agent]).__name__ for agent in agents},

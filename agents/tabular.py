@@ -1,12 +1,188 @@
-"""helpers shared by the tabular agents"""
+"""The base class of the tabular routers, and the helpers they share.
+
+:class:`TabularAgent` holds what the tabular algorithms have in common: tables keyed by the
+decision state ``(task, depth)``, acting (one state or a batch, greedy mode), which actions were
+exploratory, and reading finished routes as arrays. Each algorithm's file keeps its equation,
+its constructor (the hyperparameters and tables), its probabilities and its update.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
-from agents.base import Episode, EpisodeBatch
+from agents.base import Agent, Episode, EpisodeBatch, EpsilonSchedule
+
+
+@dataclass(eq=False)
+class TabularAgent(Agent):
+    """Base class of the routers whose learned state is tables indexed by ``[task, depth]``.
+
+    A subclass is a dataclass: its fields are its own hyperparameters, after the ones below, and
+    the generated constructor records them all for :func:`agents.load`. It implements
+
+    * :meth:`init_learned_state`: check the hyperparameters, create the tables (named in
+      ``state_names``);
+    * :meth:`behaviour`: the probabilities :meth:`act` samples from, in a batch of states;
+    * :meth:`greedy_scores`: per-action scores whose largest allowed entry is the greedy action;
+    * :meth:`learn_batch` (routes together) or :meth:`~agents.base.Agent.learn` (route by route;
+      each default calls the other, so one of them must be overridden).
+
+    :param num_tasks: number of task ids (the tables' first axis).
+    :param max_depth: number of decisions per route (depths ``0 .. max_depth - 1``).
+    :param num_actions: size of the action space (modules plus PASS / stop).
+    :param lr: learning rate of the tables.
+    :param seed: seed of the agent's own random stream.
+    :param gamma: discount of the intermediate rewards in the return; the final reward is not
+        discounted (``001`` Algorithm 3).
+    """
+
+    num_tasks: int
+    max_depth: int
+    num_actions: int
+    lr: float = 0.1
+    seed: int | None = None
+    gamma: float = 1.0
+
+    def __post_init__(self) -> None:
+        super().__init__(self.seed)
+        self._remember(**{field.name: getattr(self, field.name) for field in fields(self)})
+        self.init_learned_state()
+
+    def init_learned_state(self) -> None:
+        """Check the hyperparameters and create the tables; called once by the constructor."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ acting
+
+    def behaviour(self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Probabilities ``(B, num_actions)`` :meth:`act` samples from; zero on masked actions.
+
+        :param tasks: task ids, shape ``(B,)`` (checked against the tables).
+        :param depths: depths, shape ``(B,)`` (checked against the tables).
+        :param masks: boolean allowed actions, shape ``(B, num_actions)``, at least one per row.
+        """
+        raise NotImplementedError
+
+    def greedy_scores(self, tasks: np.ndarray, depths: np.ndarray) -> np.ndarray:
+        """Per-action scores ``(B, num_actions)`` whose largest allowed entry is the greedy
+        action (lowest index on ties): a table's rows ``table[tasks, depths]``."""
+        raise NotImplementedError
+
+    def policy(self, task: int, depth: int, mask: np.ndarray | None = None) -> np.ndarray:
+        """The distribution :meth:`act` samples from in state ``(task, depth)``.
+
+        :param task: task id.
+        :param depth: decision depth.
+        :param mask: allowed actions (default: all).
+        :return: probabilities, shape ``(num_actions,)``.
+        """
+        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
+        tasks, depths = self._states({"task": np.array([task]), "depth": np.array([depth])})
+        return self.behaviour(tasks, depths, masks)[0]
+
+    def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
+        """Sample an allowed action; the greedy one when :attr:`greedy`.
+
+        :param obs: the observation; only ``obs["task"]`` and ``obs["depth"]`` are used.
+        :param info: holds ``action_mask``.
+        :return: the action.
+        """
+        batch = {"task": np.array([obs["task"]]), "depth": np.array([obs["depth"]])}
+        return int(self.act_batch(batch, info["action_mask"])[0])
+
+    def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
+        """One action per row, as :meth:`act`, without a loop over the rows: one
+        ``rng.random(B)`` draw, none in greedy mode.
+
+        :param obs: stacked observations; only ``obs["task"]`` and ``obs["depth"]`` (shape
+            ``(B,)``) are used.
+        :param masks: allowed actions, shape ``(B, num_actions)``.
+        :return: actions, shape ``(B,)``.
+        """
+        masks = as_masks(masks)
+        tasks, depths = self._states(obs)
+        if self.greedy:
+            scores = self.greedy_scores(tasks, depths)
+            return np.argmax(np.where(masks, scores, -np.inf), axis=1)
+        return sample(self.rng, self.behaviour(tasks, depths, masks))
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> np.ndarray | None:
+        """Whether each action was taken non-greedily (``000`` 7.4.2): below the largest
+        allowed :meth:`greedy_scores` entry of its state (ties count as greedy).
+
+        :param obs: stacked observations (``task``, ``depth``).
+        :param masks: allowed actions, shape ``(B, num_actions)``.
+        :param actions: the actions taken, shape ``(B,)``.
+        :return: booleans, shape ``(B,)``.
+        """
+        tasks, depths = self._states(obs)
+        return non_greedy(self.greedy_scores(tasks, depths), masks, actions)
+
+    def _states(self, obs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """The observations' tasks and depths, checked against the tables."""
+        tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
+        check_indices((tasks, depths), (self.num_tasks, self.max_depth))
+        return tasks, depths
+
+    # ------------------------------------------------------------------ learning
+
+    def learn(self, episode: Episode) -> None:
+        """Update from one finished route: :meth:`learn_batch` of that route alone.
+
+        :param episode: the route; its ``infos`` may carry each decision's ``action_mask``.
+        """
+        self.learn_batch([episode])
+
+    def visits(self, episodes: Sequence[Episode]) -> Iterator[tuple[np.ndarray, ...]]:
+        """The decisions of ``episodes``, checked against the tables, in groups to apply at once.
+
+        Group ``k`` holds, in order, every state's ``k``-th decision, so a group's states are
+        distinct: for an update that reads and writes only the state of its own decision,
+        applying the groups in turn is applying the decisions one by one.
+
+        :param episodes: finished routes, oldest first.
+        :return: per group, ``(tasks, depths, actions, returns, masks)``: arrays of shape
+            ``(N,)`` (returns ``R_i`` with :attr:`gamma`) and boolean masks ``(N, num_actions)``.
+        """
+        if not episodes:
+            return
+        tasks, depths, actions, returns = decisions(episodes, self.gamma)
+        masks = decision_masks(episodes, self.num_actions)
+        check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
+        for now in visit_groups(tasks * self.max_depth + depths):
+            yield tasks[now], depths[now], actions[now], returns[now], masks[now]
+
+    def route_decisions(self, episode: Episode) -> tuple[np.ndarray, ...]:
+        """``(tasks, depths, actions, masks)`` of the decisions of one route, in order,
+        checked against the tables (masks boolean, ``(N, num_actions)``)."""
+        tasks, depths, actions, _ = decisions([episode], self.gamma)
+        check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
+        return tasks, depths, actions, decision_masks([episode], self.num_actions)
+
+
+@dataclass(eq=False)
+class EpsilonGreedyTabular(EpsilonSchedule, TabularAgent):
+    """A tabular agent that acts epsilon-greedily on its :meth:`~TabularAgent.greedy_scores`.
+
+    ``000`` eq. 3.3: among the ``n`` allowed actions the greedy one (ties broken at random; a
+    table starts all tied) has probability ``1 - epsilon`` and each other one
+    ``epsilon / (n - 1)``; epsilon follows the :class:`~agents.base.EpsilonSchedule` over the
+    learned routes, counted in ``episodes_seen``. Greedy mode takes the allowed action with the
+    largest score, the lowest index on ties.
+
+    Arguments: those of :class:`TabularAgent`, then those of
+    :class:`~agents.base.EpsilonSchedule`.
+    """
+
+    def behaviour(self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """Eq. 3.3 on :meth:`~TabularAgent.greedy_scores` over the allowed actions."""
+        return epsilon_greedy(self.greedy_scores(tasks, depths), masks, self.current_epsilon)
 
 
 def as_masks(masks: np.ndarray) -> np.ndarray:
@@ -69,18 +245,6 @@ def non_greedy(scores: np.ndarray, masks: np.ndarray, actions: np.ndarray) -> np
     return chosen < scores.max(axis=1)
 
 
-def table_non_greedy(
-    table: np.ndarray, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
-) -> np.ndarray:
-    """:func:`non_greedy` for a table keyed by (task, depth): whether each action scores below
-    the largest allowed entry of ``table[task, depth]`` (a table of probabilities, preferences
-    or values; any order-preserving transform of a row, such as a softmax or a renormalisation
-    over the allowed actions, gives the same answer)."""
-    tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
-    check_indices((tasks, depths), table.shape[:2])
-    return non_greedy(table[tasks, depths], masks, actions)
-
-
 def decisions(
     episodes: Sequence[Episode], gamma: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -108,6 +272,26 @@ def decisions(
         np.array(actions, dtype=np.int64),
         np.concatenate(returns),
     )
+
+
+def bootstrapped_targets(
+    q: np.ndarray,
+    tasks: np.ndarray,
+    depths: np.ndarray,
+    masks: np.ndarray,
+    rewards: Sequence[float],
+    gamma: float,
+) -> np.ndarray:
+    """``000`` eq. 3.2's target of every decision of one route, in order:
+    ``r_i + gamma max_{a' allowed in s_{i+1}} Q(s_{i+1}, a')``, and ``r_i`` at the last one.
+
+    All are read before the route's updates: each decision of a route is in a state of its own
+    (its depth), so updating one never moves a value that another's target reads.
+    """
+    targets = np.array(rewards, dtype=np.float64)
+    following = np.where(masks[1:], q[tasks[1:], depths[1:]], -np.inf).max(axis=1)
+    targets[:-1] += gamma * following
+    return targets
 
 
 def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:

@@ -5,18 +5,19 @@ section 4 (Table 2).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
-from agents.base import Agent, Episode
+from agents.base import Episode
 from agents.persistence import register
-from agents.tabular import as_masks, check_indices, decision_masks, restrict, sample
+from agents.tabular import TabularAgent, bootstrapped_targets, restrict
 
 
 @register
-class WoLFPHC(Agent):
+@dataclass(eq=False, kw_only=True)
+class WoLFPHC(TabularAgent):
     """WoLF policy hill-climbing with tables per (task, depth): a multi-agent baseline for WPL.
 
     The agent keeps Q-values ``Q[s, a]``, a policy ``pi[s]``, the running average of its past
@@ -54,123 +55,65 @@ class WoLFPHC(Agent):
     and ``pibar`` restricted to the allowed actions and renormalised, and write ``pi`` back
     scaled to the allowed actions' share.
 
-    :param num_tasks: number of task ids.
-    :param max_depth: number of decisions per route (depths ``0 .. max_depth - 1``).
-    :param num_actions: size of the action space (modules plus PASS / stop).
-    :param lr: learning rate ``alpha`` of the Q-values.
-    :param seed: seed of the agent's own random stream.
+    Arguments: those of :class:`~agents.tabular.TabularAgent` (``lr`` is ``alpha``, of the
+    Q-values; ``gamma`` discounts the Q-learning target), and, by keyword only:
+
     :param delta_win: policy step when winning.
     :param delta_lose: policy step when losing; must exceed ``delta_win``.
-    :param gamma: discount factor of the Q-learning target.
     :param epsilon: probability of acting uniformly at random among the allowed actions.
     """
 
+    delta_win: float = 0.001
+    delta_lose: float = 0.004
+    epsilon: float = 0.05
+
     state_names = ("q", "pi", "pibar", "counts")
 
-    def __init__(
-        self,
-        num_tasks: int,
-        max_depth: int,
-        num_actions: int,
-        lr: float = 0.1,
-        seed: int | None = None,
-        delta_win: float = 0.001,
-        delta_lose: float = 0.004,
-        gamma: float = 1.0,
-        epsilon: float = 0.05,
-    ) -> None:
-        super().__init__(seed)
-        if not 0.0 < delta_win < delta_lose:
+    def init_learned_state(self) -> None:
+        """Check the steps; ``Q`` starts at 0, ``pi`` and ``pibar`` uniform, no visits."""
+        if not 0.0 < self.delta_win < self.delta_lose:
             raise ValueError(
-                f"WoLF needs 0 < delta_win < delta_lose, got {delta_win} and {delta_lose}"
+                "WoLF needs 0 < delta_win < delta_lose, got "
+                f"{self.delta_win} and {self.delta_lose}"
             )
-        self._remember(
-            num_tasks=num_tasks,
-            max_depth=max_depth,
-            num_actions=num_actions,
-            lr=lr,
-            delta_win=delta_win,
-            delta_lose=delta_lose,
-            gamma=gamma,
-            epsilon=epsilon,
-        )
-        self.num_tasks, self.max_depth, self.num_actions = num_tasks, max_depth, num_actions
-        self.lr, self.delta_win, self.delta_lose = lr, delta_win, delta_lose
-        self.gamma, self.epsilon = gamma, epsilon
-        self.q = np.zeros((num_tasks, max_depth, num_actions))
-        self.pi = np.full((num_tasks, max_depth, num_actions), 1.0 / num_actions)
+        shape = (self.num_tasks, self.max_depth, self.num_actions)
+        self.q = np.zeros(shape)
+        self.pi = np.full(shape, 1.0 / self.num_actions)
         self.pibar = self.pi.copy()
-        self.counts = np.zeros((num_tasks, max_depth), dtype=np.int64)
+        self.counts = np.zeros((self.num_tasks, self.max_depth), dtype=np.int64)
 
-    # ------------------------------------------------------------------ acting
-
-    def policy(self, task: int, depth: int, mask: np.ndarray | None = None) -> np.ndarray:
-        """The distribution :meth:`act` samples from in state ``(task, depth)``.
-
-        :param task: task id.
-        :param depth: decision depth.
-        :param mask: allowed actions (default: all).
-        :return: probabilities, shape ``(num_actions,)``.
-        """
-        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
-        return self._probabilities(np.array([task]), np.array([depth]), masks)[0]
-
-    def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
-        """Sample an allowed action; the most probable one (lowest index on ties) when greedy.
-
-        :param obs: the observation; only ``obs["task"]`` and ``obs["depth"]`` are used.
-        :param info: holds ``action_mask``.
-        :return: the action.
-        """
-        batch = {"task": np.array([obs["task"]]), "depth": np.array([obs["depth"]])}
-        return int(self.act_batch(batch, info["action_mask"])[0])
-
-    def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
-        """One action per row, as :meth:`act`, without a loop over the rows.
-
-        :param obs: stacked observations; only ``obs["task"]`` and ``obs["depth"]`` (shape
-            ``(B,)``) are used.
-        :param masks: allowed actions, shape ``(B, num_actions)``.
-        :return: actions, shape ``(B,)``.
-        """
-        masks = as_masks(masks)
-        tasks, depths = np.asarray(obs["task"]), np.asarray(obs["depth"])
-        if self.greedy:
-            check_indices((tasks, depths), self.pi.shape[:2])
-            return np.argmax(restrict(self.pi[tasks, depths], masks), axis=1)
-        return sample(self.rng, self._probabilities(tasks, depths, masks))
-
-    def _probabilities(
-        self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray
-    ) -> np.ndarray:
-        check_indices((tasks, depths), self.pi.shape[:2])
+    def behaviour(self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """``pi(s)`` restricted to the allowed actions, mixed with ``epsilon`` uniform."""
         pi = restrict(self.pi[tasks, depths], masks)
         uniform = masks / masks.sum(axis=1, keepdims=True)
         return (1.0 - self.epsilon) * pi + self.epsilon * uniform
 
+    def greedy_scores(self, tasks: np.ndarray, depths: np.ndarray) -> np.ndarray:
+        """``pi(s)``: greedy mode takes the most probable allowed action."""
+        return self.pi[tasks, depths]
+
+    def exploratory(
+        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
+    ) -> None:
+        """Not reported (``None``): exploration squashing leaves WoLF-PHC's routes unscaled."""
+        return None
+
     # ------------------------------------------------------------------ learning
 
     def learn(self, episode: Episode) -> None:
-        """Apply steps 1-4 to every decision of one finished route, in order.
+        """Apply steps 1-4 to every decision of one finished route, in order (:meth:`learn_batch`:
+        route by route, each bootstrapping from the Q-values the earlier ones left).
 
         :param episode: the route; its ``infos`` may carry each decision's ``action_mask``.
         """
-        tasks = np.array([obs["task"] for obs in episode.observations], dtype=np.int64)
-        depths = np.array([obs["depth"] for obs in episode.observations], dtype=np.int64)
-        actions = np.array(episode.actions, dtype=np.int64)
-        check_indices((tasks, depths, actions), self.q.shape)
-        masks = decision_masks([episode], self.num_actions)
-        last = len(episode) - 1
-        for i, (t, d, a, r) in enumerate(zip(tasks, depths, actions, episode.rewards, strict=True)):
+        tasks, depths, actions, masks = self.route_decisions(episode)
+        targets = bootstrapped_targets(self.q, tasks, depths, masks, episode.rewards, self.gamma)
+        for t, d, a, target, allowed in zip(tasks, depths, actions, targets, masks, strict=True):
             # 1. Q-learning; a route's last decision is terminal
-            target = r
-            if i < last:
-                target += self.gamma * self.q[tasks[i + 1], depths[i + 1], masks[i + 1]].max()
             self.q[t, d, a] += self.lr * (target - self.q[t, d, a])
             # 2. average policy
             self.counts[t, d] += 1
             self.pibar[t, d] += (self.pi[t, d] - self.pibar[t, d]) / self.counts[t, d]
-            allowed = masks[i]
             if allowed.sum() == 1:
                 continue  # a lone allowed action has nowhere to climb
             q = self.q[t, d, allowed]
@@ -186,12 +129,3 @@ class WoLFPHC(Agent):
             pi -= give
             pi[greedy] += give.sum()
             self.pi[t, d, allowed] = pi * share
-
-    def learn_batch(self, episodes: Sequence[Episode]) -> None:
-        """Same as :meth:`learn` on each route in order (Q-learning bootstraps from the table
-        the earlier routes left, so routes are not merged).
-
-        :param episodes: finished routes, oldest first.
-        """
-        for episode in episodes:
-            self.learn(episode)

@@ -4,29 +4,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from agents.base import Agent, Episode
+from agents.base import Episode
 from agents.persistence import register
-from agents.tabular import (
-    as_masks,
-    check_indices,
-    decision_masks,
-    decisions,
-    restrict,
-    sample,
-    table_non_greedy,
-    visit_groups,
-)
+from agents.tabular import TabularAgent, restrict
 
 WEIGHTINGS = ("original", "printed")
 
 
 @register
-class WPL(Agent):
+@dataclass(eq=False)
+class WPL(TabularAgent):
     """Weighted Policy Learner with a probability table ``pi[t, d, :]`` per (task, depth).
 
     For every decision ``i`` of a finished route, in the state ``s = (t, d)`` where it was made
@@ -75,13 +68,9 @@ class WPL(Agent):
     runs on that restricted distribution (its ``pi(a)`` weights ``delta``) and writes it back
     scaled to the allowed actions' share of the table. Without masks this is the update above.
 
-    :param num_tasks: number of task ids (the table's first axis).
-    :param max_depth: number of decisions per route (depths ``0 .. max_depth - 1``).
-    :param num_actions: size of the action space (modules plus PASS / stop).
-    :param lr: policy learning rate ``lambda_pi``, also the rate of the average return ``Rbar``.
-    :param seed: seed of the agent's own random stream.
-    :param gamma: discount of the intermediate rewards in the return; the final reward is not
-        discounted (``001`` Algorithm 3).
+    Arguments: those of :class:`~agents.tabular.TabularAgent`, where ``lr`` is the policy
+    learning rate ``lambda_pi`` and also the rate of the average return ``Rbar``, and:
+
     :param weighting: ``"original"`` (positive ``delta`` scaled by ``1 - pi(a)``, negative by
         ``pi(a)``; the default) or ``"printed"`` (the seeds' boxes: the two swapped).
     :param min_prob: lower bound of the clip in the simplex projection; ``0`` (the default) is
@@ -92,125 +81,47 @@ class WPL(Agent):
         weighting actions reach 0 at any reward scale.
     """
 
+    weighting: Literal["original", "printed"] = "original"
+    min_prob: float = 0.0
+
     state_names = ("pi", "rbar")
 
-    def __init__(
-        self,
-        num_tasks: int,
-        max_depth: int,
-        num_actions: int,
-        lr: float = 0.1,
-        seed: int | None = None,
-        gamma: float = 1.0,
-        weighting: Literal["original", "printed"] = "original",
-        min_prob: float = 0.0,
-    ) -> None:
-        super().__init__(seed)
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {weighting!r}")
-        if not 0.0 <= min_prob < 1.0 / num_actions:
-            raise ValueError(f"min_prob must lie in [0, 1/num_actions), got {min_prob}")
-        self._remember(
-            num_tasks=num_tasks,
-            max_depth=max_depth,
-            num_actions=num_actions,
-            lr=lr,
-            gamma=gamma,
-            weighting=weighting,
-            min_prob=min_prob,
-        )
-        self.num_tasks, self.max_depth, self.num_actions = num_tasks, max_depth, num_actions
-        self.lr, self.gamma, self.weighting, self.min_prob = lr, gamma, weighting, min_prob
-        self.pi = np.full((num_tasks, max_depth, num_actions), 1.0 / num_actions)
-        self.rbar = np.zeros((num_tasks, max_depth))
+    def init_learned_state(self) -> None:
+        """Check ``weighting`` and ``min_prob``; ``pi`` starts uniform, ``Rbar`` at 0."""
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
+        if not 0.0 <= self.min_prob < 1.0 / self.num_actions:
+            raise ValueError(f"min_prob must lie in [0, 1/num_actions), got {self.min_prob}")
+        shape = (self.num_tasks, self.max_depth, self.num_actions)
+        self.pi = np.full(shape, 1.0 / self.num_actions)
+        self.rbar = np.zeros((self.num_tasks, self.max_depth))
 
-    # ------------------------------------------------------------------ acting
-
-    def policy(self, task: int, depth: int, mask: np.ndarray | None = None) -> np.ndarray:
-        """The distribution :meth:`act` samples from in state ``(task, depth)``.
-
-        :param task: task id.
-        :param depth: decision depth.
-        :param mask: allowed actions (default: all).
-        :return: probabilities, shape ``(num_actions,)``.
-        """
-        masks = as_masks(np.ones(self.num_actions) if mask is None else mask)
-        return self._probabilities(np.array([task]), np.array([depth]), masks)[0]
-
-    def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
-        """Sample an allowed action; the most probable one (lowest index on ties) when greedy.
-
-        :param obs: the observation; only ``obs["task"]`` and ``obs["depth"]`` are used.
-        :param info: holds ``action_mask``.
-        :return: the action.
-        """
-        batch = {"task": np.array([obs["task"]]), "depth": np.array([obs["depth"]])}
-        return int(self.act_batch(batch, info["action_mask"])[0])
-
-    def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
-        """One action per row, as :meth:`act`, without a loop over the rows.
-
-        :param obs: stacked observations; only ``obs["task"]`` and ``obs["depth"]`` (shape
-            ``(B,)``) are used.
-        :param masks: allowed actions, shape ``(B, num_actions)``.
-        :return: actions, shape ``(B,)``.
-        """
-        probabilities = self._probabilities(
-            np.asarray(obs["task"]), np.asarray(obs["depth"]), as_masks(masks)
-        )
-        if self.greedy:
-            return np.argmax(probabilities, axis=1)
-        return sample(self.rng, probabilities)
-
-    def _probabilities(
-        self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray
-    ) -> np.ndarray:
-        check_indices((tasks, depths), self.pi.shape[:2])
+    def behaviour(self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """``pi_s`` restricted to the allowed actions and renormalised."""
         return restrict(self.pi[tasks, depths], masks)
 
-    def exploratory(
-        self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
-    ) -> np.ndarray:
-        """Whether each action was taken non-greedily (``000`` 7.4.2): below the largest
-        probability of the policy in its state.
-
-        :param obs: stacked observations (``task``, ``depth``).
-        :param masks: allowed actions, shape ``(B, num_actions)``.
-        :param actions: the actions taken, shape ``(B,)``.
-        :return: booleans, shape ``(B,)``.
-        """
-        return table_non_greedy(self.pi, obs, masks, actions)
+    def greedy_scores(self, tasks: np.ndarray, depths: np.ndarray) -> np.ndarray:
+        """``pi_s``: greedy mode takes the most probable allowed action."""
+        return self.pi[tasks, depths]
 
     # ------------------------------------------------------------------ learning
-
-    def learn(self, episode: Episode) -> None:
-        """Apply the WPL update to every decision of one finished route.
-
-        :param episode: the route; its ``infos`` may carry each decision's ``action_mask``.
-        """
-        self.learn_batch([episode])
 
     def learn_batch(self, episodes: Sequence[Episode]) -> None:
         """Same result as :meth:`learn` on each route in order.
 
         A decision reads and writes only its own state's ``pi`` and ``Rbar``, so the ``k``-th
-        visits of all the states are independent: they are applied together, ``k`` by ``k``.
+        visits of all the states are applied together (:meth:`~TabularAgent.visits`).
 
         :param episodes: finished routes, oldest first.
         """
-        if not episodes:
-            return
-        tasks, depths, actions, returns = decisions(episodes, self.gamma)
-        masks = decision_masks(episodes, self.num_actions)
-        check_indices((tasks, depths, actions), self.pi.shape)
-        states = tasks * self.max_depth + depths
         # The updates read and write the tables through flat (state, action) views.
         self.pi = np.ascontiguousarray(self.pi)
         self.rbar = np.ascontiguousarray(self.rbar)
         pi_table = self.pi.reshape(-1, self.num_actions)
         rbar_table = self.rbar.reshape(-1)
-        for now in visit_groups(states):
-            self._update(pi_table, rbar_table, states[now], actions[now], returns[now], masks[now])
+        for tasks, depths, actions, returns, masks in self.visits(episodes):
+            states = tasks * self.max_depth + depths
+            self._update(pi_table, rbar_table, states, actions, returns, masks)
 
     def _update(
         self,

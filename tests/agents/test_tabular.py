@@ -178,9 +178,9 @@ def test_epsilon_anneals_linearly_over_learned_routes():
     agent = QLearning(1, 1, 2, epsilon=0.5, epsilon_final=0.1, epsilon_decay_episodes=4)
     for _ in range(2):
         agent.learn(one_step(0, 1.0))
-    assert agent.epsilon == pytest.approx(0.3)
+    assert agent.current_epsilon == pytest.approx(0.3)
     agent.learn_batch([one_step(0, 1.0)] * 5)
-    assert agent.epsilon == pytest.approx(0.1)
+    assert agent.current_epsilon == pytest.approx(0.1)
 
 
 # ---------------------------------------------------------------------- advantage learning
