@@ -26,53 +26,16 @@ class ActorCritic(ApproxAgent):
 
     Acting samples from the policy; greedy mode takes the most probable allowed action.
 
-    :param activation_dim: size of the observation's ``activation``.
-    :param num_tasks: number of tasks.
-    :param max_depth: the longest route.
-    :param num_actions: size of the action space (modules plus PASS / stop).
-    :param lr: learning rate of actor and critic. ``1e-3`` suits Adam; the seeds' sweep used
-        plain SGD at ``1e-2`` (``000`` 5.2.3).
-    :param hidden_dim: hidden units of each MLP.
-    :param gamma: discount of the returns.
-    :param use_task: encode the task one-hot in the state.
-    :param optimizer: ``"adam"`` (default) or ``"sgd"``.
-    :param device: torch device of the networks.
-    :param seed: seed of the agent's random stream and initial parameters.
+    Arguments: those of :class:`~agents.mlp.ApproxAgent` (``lr``: of actor and critic).
     """
 
     state_names = (*ApproxAgent.state_names, "actor", "critic", "optimizer")
 
-    def __init__(
-        self,
-        activation_dim: int,
-        num_tasks: int,
-        max_depth: int,
-        num_actions: int,
-        lr: float = 1e-3,
-        hidden_dim: int = 64,
-        gamma: float = 1.0,
-        use_task: bool = True,
-        optimizer: str = "adam",
-        device: str = "cpu",
-        seed: int | None = None,
-    ) -> None:
-        super().__init__(
-            activation_dim,
-            num_tasks,
-            max_depth,
-            num_actions,
-            hidden_dim=hidden_dim,
-            gamma=gamma,
-            use_task=use_task,
-            optimizer=optimizer,
-            device=device,
-            seed=seed,
-            lr=lr,
-        )
-        self.lr = lr
-        self.actor = self.make_net(num_actions)
+    def init_learned_state(self) -> None:
+        """The actor (logits over the actions), the critic (a state value) and one optimizer."""
+        self.actor = self.make_net(self.num_actions)
         self.critic = self.make_net(1)
-        self.optimizer = self.make_optimizer([self.actor, self.critic], lr)
+        self.optimizer = self.make_optimizer([self.actor, self.critic], self.lr)
 
     def behaviour(self, states: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """``pi(. | s)``: softmax of the actor's logits over the allowed actions."""

@@ -23,83 +23,32 @@ The decomposition is ``Q(s, a) = V(s) + A(s, a)`` (eq. 3.4-3.5), so the greedy a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
-from agents.mlp import ApproxAgent, Batch, annealed, epsilon_greedy
+from agents.base import EpsilonSchedule
+from agents.mlp import ApproxAgent, Batch, epsilon_greedy
 from agents.persistence import register
 
 
 @register
-class AdvantageApprox(ApproxAgent):
+@dataclass(eq=False)
+class AdvantageApprox(EpsilonSchedule, ApproxAgent):
     """Advantage-learning router: separate MLPs for ``V(s)`` and ``A(s, .)``, epsilon-greedy on A.
 
-    :param activation_dim: size of the observation's ``activation``.
-    :param num_tasks: number of tasks.
-    :param max_depth: the longest route.
-    :param num_actions: size of the action space (modules plus PASS / stop).
-    :param lr: learning rate ``alpha`` of both estimators. ``1e-3`` suits Adam; the seeds' sweep
-        used plain SGD at ``1e-2`` (``000`` 5.2.3).
-    :param hidden_dim: hidden units of each MLP.
-    :param gamma: discount of the returns (``1`` reproduces eq. 7.1-7.2).
-    :param use_task: encode the task one-hot in the state.
-    :param optimizer: ``"adam"`` (default) or ``"sgd"``.
-    :param device: torch device of the networks.
-    :param seed: seed of the agent's random stream and initial parameters.
-    :param epsilon: exploration probability (eq. 3.3), or the start of its schedule.
-    :param epsilon_final: value reached after ``epsilon_decay_episodes`` learned routes (linear);
-        ``None`` keeps ``epsilon`` constant.
-    :param epsilon_decay_episodes: length of the linear schedule, in learned routes.
+    Arguments: those of :class:`~agents.mlp.ApproxAgent` (``lr`` is ``alpha``, of both
+    estimators; ``gamma=1`` reproduces eq. 7.1-7.2), then those of
+    :class:`~agents.base.EpsilonSchedule` (eq. 3.3's exploration probability).
     """
 
     state_names = (*ApproxAgent.state_names, "value", "advantage", "optimizer")
 
-    def __init__(
-        self,
-        activation_dim: int,
-        num_tasks: int,
-        max_depth: int,
-        num_actions: int,
-        lr: float = 1e-3,
-        hidden_dim: int = 64,
-        gamma: float = 1.0,
-        use_task: bool = True,
-        optimizer: str = "adam",
-        device: str = "cpu",
-        seed: int | None = None,
-        epsilon: float = 0.1,
-        epsilon_final: float | None = None,
-        epsilon_decay_episodes: int = 0,
-    ) -> None:
-        super().__init__(
-            activation_dim,
-            num_tasks,
-            max_depth,
-            num_actions,
-            hidden_dim=hidden_dim,
-            gamma=gamma,
-            use_task=use_task,
-            optimizer=optimizer,
-            device=device,
-            seed=seed,
-            lr=lr,
-            epsilon=epsilon,
-            epsilon_final=epsilon_final,
-            epsilon_decay_episodes=epsilon_decay_episodes,
-        )
-        self.lr = lr
-        self.epsilon = epsilon
-        self.epsilon_final = epsilon_final
-        self.epsilon_decay_episodes = epsilon_decay_episodes
+    def init_learned_state(self) -> None:
+        """The estimators ``V`` (one value) and ``A`` (one value per action), and one optimizer."""
         self.value = self.make_net(1)
-        self.advantage = self.make_net(num_actions)
-        self.optimizer = self.make_optimizer([self.value, self.advantage], lr)
-
-    @property
-    def current_epsilon(self) -> float:
-        """The exploration probability after ``episodes_seen`` learned routes."""
-        return annealed(
-            self.epsilon, self.epsilon_final, self.epsilon_decay_episodes, int(self.episodes_seen)
-        )
+        self.advantage = self.make_net(self.num_actions)
+        self.optimizer = self.make_optimizer([self.value, self.advantage], self.lr)
 
     def behaviour(self, states: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """Epsilon-greedy probabilities on ``A(s, .)`` over the allowed actions (eq. 3.3)."""

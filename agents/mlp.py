@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import InitVar, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -132,17 +132,6 @@ def epsilon_greedy(values: torch.Tensor, mask: torch.Tensor, epsilon: float) -> 
     return exploit + explore
 
 
-def annealed(start: float, final: float | None, decay_episodes: int, episodes_seen: int) -> float:
-    """Linear schedule from ``start`` to ``final`` over ``decay_episodes`` learned episodes.
-
-    ``final=None`` or ``decay_episodes=0`` keeps ``start`` constant.
-    """
-    if final is None or decay_episodes <= 0:
-        return start
-    fraction = min(1.0, episodes_seen / decay_episodes)
-    return start + fraction * (final - start)
-
-
 @dataclass
 class Batch:
     """The decisions of one or more routes, concatenated in order, as tensors.
@@ -167,12 +156,15 @@ class Batch:
     num_episodes: int
 
 
+@dataclass(eq=False)
 class ApproxAgent(Agent):
     """Base class of the routers whose policy or values are MLPs over the encoded state.
 
-    Subclasses build their networks with :meth:`make_net`, create ``self.optimizer`` with
-    :meth:`make_optimizer`, and implement :meth:`behaviour` (the exploring policy),
-    :meth:`greedy_scores` (what greedy mode maximises) and :meth:`loss`.
+    A subclass is a dataclass: its fields are its own hyperparameters, after the ones below, and
+    the generated constructor records them all for :func:`agents.load`. It implements
+    :meth:`init_learned_state` (its networks, from :meth:`make_net`, and ``self.optimizer``, from
+    :meth:`make_optimizer`), :meth:`behaviour` (the exploring policy), :meth:`greedy_scores`
+    (what greedy mode maximises) and :meth:`loss`.
 
     Losses sum over the decisions of a route (``000`` Alg. 7.1 cumulates them per trajectory) and
     average over the routes of a batch, so :meth:`learn_batch` keeps the per-route scale whatever
@@ -182,75 +174,58 @@ class ApproxAgent(Agent):
     :param num_tasks: number of tasks (the range of the observation's ``task``).
     :param max_depth: the longest route (the observation's ``depth`` lies in ``[0, max_depth]``).
     :param num_actions: size of the action space (modules plus PASS / stop).
+    :param lr: learning rate of the networks. ``1e-3`` suits Adam; the seeds' sweep used plain
+        SGD at ``1e-2`` (``000`` 5.2.3).
     :param hidden_dim: hidden units of every MLP.
     :param gamma: discount of the returns and of bootstrapped targets.
     :param use_task: encode the task one-hot (meta-information); ``False`` routes on the
         activation and depth alone.
-    :param optimizer: ``"adam"`` or ``"sgd"`` (plain, no momentum). The subclasses default to
-        Adam at ``lr=1e-3``, a robust setting for small MLPs; the seeds' experiments trained with
-        plain SGD at ``1e-2`` (``000`` 5.2.3, 7.4.4), which ``optimizer="sgd", lr=1e-2``
-        reproduces.
+    :param optimizer: ``"adam"`` or ``"sgd"`` (plain, no momentum). Adam at ``lr=1e-3`` (the
+        defaults) is a robust setting for small MLPs; the seeds' experiments trained with plain
+        SGD at ``1e-2`` (``000`` 5.2.3, 7.4.4), which ``optimizer="sgd", lr=1e-2`` reproduces.
     :param device: torch device of the networks.
     :param seed: seed of the agent's random stream; parameter initialisation is drawn from it too.
-    :param algorithm_args: the subclass's own constructor arguments (``lr``, ``epsilon``...),
-        recorded with the others so :func:`agents.load` can rebuild the agent.
 
     ``episodes_seen`` counts the routes learned from (it drives epsilon schedules).
     """
 
+    activation_dim: int
+    num_tasks: int
+    max_depth: int
+    num_actions: int
+    lr: float = 1e-3
+    hidden_dim: int = 64
+    gamma: float = 1.0
+    use_task: bool = True
+    optimizer: InitVar[str] = "adam"
+    device: InitVar[str] = "cpu"
+    seed: int | None = None
+
     state_names = ("episodes_seen",)
 
-    def __init__(
-        self,
-        activation_dim: int,
-        num_tasks: int,
-        max_depth: int,
-        num_actions: int,
-        hidden_dim: int,
-        gamma: float,
-        use_task: bool,
-        optimizer: str,
-        device: str,
-        seed: int | None,
-        **algorithm_args: Any,
-    ) -> None:
-        super().__init__(seed)
-        self._remember(
-            activation_dim=activation_dim,
-            num_tasks=num_tasks,
-            max_depth=max_depth,
-            num_actions=num_actions,
-            hidden_dim=hidden_dim,
-            gamma=gamma,
-            use_task=use_task,
-            optimizer=optimizer,
-            device=device,
-            **algorithm_args,
-        )
-        for name, value in (
-            ("activation_dim", activation_dim),
-            ("num_tasks", num_tasks),
-            ("max_depth", max_depth),
-            ("num_actions", num_actions),
-            ("hidden_dim", hidden_dim),
-        ):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
+    def __post_init__(self, optimizer: str, device: str) -> None:
+        super().__init__(self.seed)
+        hyperparameters = {field.name: getattr(self, field.name) for field in fields(self)}
+        self._remember(**hyperparameters, optimizer=optimizer, device=device)
+        for name in ("activation_dim", "num_tasks", "max_depth", "num_actions", "hidden_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {optimizer!r}")
-        self.activation_dim = activation_dim
-        self.num_tasks = num_tasks
-        self.max_depth = max_depth
-        self.num_actions = num_actions
-        self.hidden_dim = hidden_dim
-        self.gamma = gamma
-        self.use_task = use_task
         self.optimizer_name = optimizer
         self.device = torch.device(device)
-        self.in_dim = activation_dim + (num_tasks if use_task else 0) + max_depth + 1
+        self.in_dim = (
+            self.activation_dim + (self.num_tasks if self.use_task else 0) + self.max_depth + 1
+        )
         self.episodes_seen = 0
         # Draw the init seed from the agent's own stream: one `seed` fixes acting and weights.
         self._init_generator = torch.Generator().manual_seed(int(self.rng.integers(2**63)))
+        self.init_learned_state()
+
+    def init_learned_state(self) -> None:
+        """Check the hyperparameters, build the networks and ``self.optimizer``; called once by
+        the constructor."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ building
 

@@ -31,6 +31,8 @@ over the policy averages over the ``num_actions`` entries (masked entries are 0 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from agents.mlp import ApproxAgent, Batch, masked_logits
@@ -40,72 +42,33 @@ WEIGHTINGS = ("original", "printed")
 
 
 @register
+@dataclass(eq=False)
 class WPLApprox(ApproxAgent):
     """WPL router with an MLP policy and an MLP critic (``000`` Algorithm 7.1).
 
     Acting samples from ``pi(s)``; greedy mode takes the most probable allowed action.
 
-    :param activation_dim: size of the observation's ``activation``.
-    :param num_tasks: number of tasks.
-    :param max_depth: the longest route.
-    :param num_actions: size of the action space (modules plus PASS / stop).
-    :param lr: learning rate of actor and critic. ``1e-3`` suits Adam; the seeds' sweep used
-        plain SGD at ``1e-2`` (``000`` 5.2.3).
-    :param hidden_dim: hidden units of each MLP.
-    :param gamma: discount of the returns.
-    :param use_task: encode the task one-hot in the state.
-    :param optimizer: ``"adam"`` (default) or ``"sgd"``.
-    :param device: torch device of the networks.
-    :param seed: seed of the agent's random stream and initial parameters.
+    Arguments: those of :class:`~agents.mlp.ApproxAgent` (``lr``: of actor and critic), and:
+
     :param weighting: ``"original"`` (default) or ``"printed"``, see the module docstring.
     """
 
+    weighting: str = "original"
+
     state_names = (*ApproxAgent.state_names, "actor", "critic", "optimizer")
 
-    def __init__(
-        self,
-        activation_dim: int,
-        num_tasks: int,
-        max_depth: int,
-        num_actions: int,
-        lr: float = 1e-3,
-        hidden_dim: int = 64,
-        gamma: float = 1.0,
-        use_task: bool = True,
-        optimizer: str = "adam",
-        device: str = "cpu",
-        seed: int | None = None,
-        weighting: str = "original",
-    ) -> None:
-        if weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-        super().__init__(
-            activation_dim,
-            num_tasks,
-            max_depth,
-            num_actions,
-            hidden_dim=hidden_dim,
-            gamma=gamma,
-            use_task=use_task,
-            optimizer=optimizer,
-            device=device,
-            seed=seed,
-            lr=lr,
-            weighting=weighting,
-        )
-        self.lr = lr
-        self.weighting = weighting
-        self.actor = self.make_net(num_actions)
+    def init_learned_state(self) -> None:
+        """Check ``weighting``; the actor (logits over the actions), the critic, one optimizer."""
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        self.actor = self.make_net(self.num_actions)
         self.critic = self.make_net(1)
-        self.optimizer = self.make_optimizer([self.actor, self.critic], lr)
-
-    def policy(self, states: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """``pi(. | s)``: softmax of the actor's logits over the allowed actions."""
-        return torch.softmax(masked_logits(self.actor(states), masks), dim=-1)
+        self.optimizer = self.make_optimizer([self.actor, self.critic], self.lr)
 
     def behaviour(self, states: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """WPL acts from its policy ``pi(s)``."""
-        return self.policy(states, masks)
+        """WPL acts from its policy ``pi(. | s)``: the softmax of the actor's logits over the
+        allowed actions."""
+        return torch.softmax(masked_logits(self.actor(states), masks), dim=-1)
 
     def greedy_scores(self, states: torch.Tensor) -> torch.Tensor:
         """The actor's logits."""
@@ -140,7 +103,7 @@ class WPLApprox(ApproxAgent):
         estimates = self.critic(batch.states).squeeze(1)
         critic_loss = ((estimates - batch.returns) ** 2).sum()  # line 8: MSE(Rhat(s), R_i)
         delta = batch.returns - estimates.detach()  # line 10: Delta = R_i - Rhat(s)
-        pi = self.policy(batch.states, batch.masks)
+        pi = self.behaviour(batch.states, batch.masks)
         target = self.target_policy(pi, batch.actions, delta, batch.masks)
         actor_loss = ((pi - target) ** 2).mean(dim=1).sum()  # line 17: MSE(pi(s), pi_target(s))
         return actor_loss / batch.num_episodes, critic_loss / batch.num_episodes

@@ -28,7 +28,7 @@ def toy_episode():
 
 def make(**kwargs):
     agent = EpsilonReinforce(2, 1, 2, 3, lr=0.1, optimizer="sgd", seed=0, epsilon=0.2, **kwargs)
-    constant_output(agent.policy, [0.0, math.log(3.0), 5.0])  # pi = (1/4, 3/4, 0) when masked
+    constant_output(agent.policy_net, [0.0, math.log(3.0), 5.0])  # pi = (1/4, 3/4, 0) when masked
     return agent
 
 
@@ -42,7 +42,7 @@ def test_behaviour_policy_is_eq_7_3():
 
 def test_ties_go_to_the_lower_index():
     agent = make()
-    constant_output(agent.policy, [1.0, 1.0, 1.0])
+    constant_output(agent.policy_net, [1.0, 1.0, 1.0])
     obs = {"activation": np.zeros((1, 2), np.float32), "task": [0], "depth": [0]}
     probs = agent.policy_batch(obs, np.ones((1, 3)))[0]
     assert probs == pytest.approx([0.8 + 0.2 / 3, 0.2 / 3, 0.2 / 3])
@@ -65,4 +65,4 @@ def test_importance_weights_loss_and_sgd_step():
     w0 = 0.75 / 0.95
     grad0 = -(w0 * -0.5 * -0.25 + 5.0 * -1.0 * 0.75)
     expected = torch.tensor([0.0 - 0.1 * grad0, math.log(3.0) + 0.1 * grad0, 5.0])
-    assert torch.allclose(agent.policy.layers[2].bias.detach(), expected, atol=1e-5)
+    assert torch.allclose(agent.policy_net.layers[2].bias.detach(), expected, atol=1e-5)

@@ -6,9 +6,9 @@ import torch
 
 from agents.actor_critic import ActorCritic
 from agents.advantage_approx import AdvantageApprox
-from agents.base import Episode
+from agents.base import Episode, annealed
 from agents.eps_reinforce import EpsilonReinforce
-from agents.mlp import MLP, annealed, encode_states, epsilon_greedy
+from agents.mlp import MLP, encode_states, epsilon_greedy
 from agents.persistence import load, save
 from agents.q_approx import QApprox
 from agents.reinforce_approx import ReinforceApprox

@@ -29,7 +29,7 @@ def toy_episode():
 
 def test_loss_and_sgd_step_match_hand_computation():
     agent = ReinforceApprox(2, 1, 2, 3, lr=0.1, optimizer="sgd", seed=0)
-    constant_output(agent.policy, [0.0, math.log(3.0), 5.0])  # pi = (1/4, 3/4, 0)
+    constant_output(agent.policy_net, [0.0, math.log(3.0), 5.0])  # pi = (1/4, 3/4, 0)
     # Returns (gamma = 1): R_0 = 0.5 - 1.0 = -0.5, R_1 = -1.0.
     # L = -(R_0 log pi(1) + R_1 log pi(0)) = 0.5 log(3/4) + log(1/4)
     expected_loss = 0.5 * math.log(0.75) + math.log(0.25)
@@ -41,16 +41,16 @@ def test_loss_and_sgd_step_match_hand_computation():
     # dL/db = -sum_i R_i (onehot(a_i) - pi) = -(-0.5 (-1/4, 1/4, 0) - 1.0 (3/4, -3/4, 0))
     #       = (0.625, -0.625, 0); the masked logit gets no gradient.
     agent.learn(toy_episode())
-    bias = agent.policy.layers[2].bias.detach()
+    bias = agent.policy_net.layers[2].bias.detach()
     expected = torch.tensor([0.0 - 0.1 * 0.625, math.log(3.0) + 0.1 * 0.625, 5.0])
     assert torch.allclose(bias, expected, atol=1e-6)
     # The last weights get grad (dL/db) x hidden, the first layer none (last weights are zero).
-    assert torch.all(agent.policy.layers[2].weight[2] == 0)
+    assert torch.all(agent.policy_net.layers[2].weight[2] == 0)
 
 
 def test_masked_action_has_zero_probability():
     agent = ReinforceApprox(2, 1, 2, 3, seed=0)
-    constant_output(agent.policy, [0.0, math.log(3.0), 5.0])
+    constant_output(agent.policy_net, [0.0, math.log(3.0), 5.0])
     obs = {"activation": np.zeros((1, 2), np.float32), "task": [0], "depth": [0]}
     probs = agent.policy_batch(obs, np.array([[1, 1, 0]]))
     assert np.allclose(probs, [[0.25, 0.75, 0.0]])
