@@ -25,14 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode, route_path
+from agents.evaluation import evaluation_indices, route_statistics, selection_entropy
 from agents.factory import make_agent
 from agents.tabular import TabularAgent
-from agents.training import (
-    evaluation_indices,
-    route_statistics,
-    selection_entropy,
-    write_results,
-)
+from agents.training import write_results
 
 __all__ = [
     "evaluate_multiagent",
@@ -214,7 +210,7 @@ def evaluate_multiagent(
     does not train its modules (``split="test"``, or ``train_modules=False``) to measure
     without changing the network.
 
-    Returns the keys of :func:`agents.training.route_statistics` over all counted routes
+    Returns the keys of :func:`agents.evaluation.route_statistics` over all counted routes
     (``accuracy``, ``per_task_accuracy``, ``route_entropy``, ``modules_used``,
     ``routing_map``...), plus ``per_agent_accuracy``, ``per_agent_reward`` and
     ``per_agent_loss`` (agent -> value), ``greedy_paths`` (agent -> its most frequent route)

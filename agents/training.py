@@ -1,4 +1,4 @@
-"""Training loop and evaluation of routers on routing environments.
+"""The entry points of runs: training a router, evaluating it, pretraining the modules.
 
 :func:`train` routes one sample per episode, hands each finished route to the agent as an
 :class:`~agents.base.Episode` and, every ``eval_every`` episodes, records metrics (an "epoch").
@@ -7,14 +7,13 @@ Given a Gymnasium vector env (:class:`~routing_env.vector.RoutingVectorEnv`) it 
 that finished in that step, oldest sub-environment first, as an
 :class:`~agents.base.EpisodeBatch` (a sequence of episodes kept as stacked arrays).
 :func:`evaluate` routes every sample of a test environment once with the agent in greedy mode
-and reports accuracy, per-task accuracy, selection entropy, modules in use and the routing map
-(task x depth -> most chosen action).
+(:func:`agents.evaluation.evaluate_router`). :func:`pretrain_modules` trains the modules under
+a fixed router and freezes them: the pretrained-then-frozen control of the non-stationarity
+benchmark.
 
-When the environment squashes module updates by exploration (``squash_kappa > 0``, ``000``
-eq. 7.4), the loops report before every step which actions were exploratory, as far as the
-agent can tell (:meth:`~agents.base.Agent.exploratory`), through the environment's
-``mark_exploratory``. :func:`pretrain_modules` trains the modules under a fixed router and
-freezes them: the pretrained-then-frozen control of the non-stationarity benchmark.
+The one boundary to Stable-Baselines3 is here: an entry point that takes a router accepts an
+SB3 model too and wraps it once (:func:`as_router`, :class:`agents.sb3.SB3Router`).
+:func:`train` alone refuses one: an SB3 model learns with its own ``learn``.
 """
 
 from __future__ import annotations
@@ -22,159 +21,72 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
-from agents.base import Agent, Episode, EpisodeBatch, route_path
+from agents.architectures import Dispatched
+from agents.base import Agent, EpisodeBatch
+from agents.evaluation import (
+    entropy,
+    evaluate_router,
+    evaluation_indices,
+    report_exploration,
+    route_statistics,
+    run_episode,
+    selection_entropy,
+    squashes,
+)
+from agents.factory import make_agent
+
+# Names that moved to agents.evaluation, still importable from here.
+__all__ = [
+    "as_router",
+    "entropy",
+    "evaluate",
+    "evaluation_indices",
+    "jsonable",
+    "pretrain_modules",
+    "route_statistics",
+    "run_episode",
+    "selection_entropy",
+    "train",
+    "write_results",
+]
 
 
-def run_episode(
-    agent: Agent, env: Any, seed: int | None = None, options: dict[str, Any] | None = None
-) -> Episode:
-    """Route one sample of ``env`` with ``agent`` and return the episode (no learning)."""
-    obs, info = env.reset(seed=seed, options=options)
-    observations, actions, rewards, infos = [], [], [], []
-    terminated = truncated = False
-    squashing = _squashes(env)
-    while not (terminated or truncated):
-        action = agent.act(obs, info)
-        if squashing:
-            batch = {key: np.asarray(value)[None] for key, value in obs.items()}
-            mask = np.asarray(info["action_mask"])[None]
-            _report_exploration(agent, env, batch, mask, np.array([action]))
-        observations.append(obs)
-        infos.append(info)
-        actions.append(action)
-        obs, reward, terminated, truncated, info = env.step(action)
-        rewards.append(float(reward))
-    return Episode(observations, actions, rewards, infos, final_info=info)
+def as_router(agent: Agent | Any) -> Agent:
+    """``agent`` as a router: itself if it is an :class:`~agents.base.Agent`, else the
+    Stable-Baselines3 model wrapped once in :class:`agents.sb3.SB3Router`.
 
+    The entry points (:func:`train`, :func:`evaluate`, :func:`pretrain_modules`, the instruments
+    of :mod:`routing_env.metrics`) call it once, so that everything after them meets one
+    protocol.
 
-def _squashes(env: Any) -> bool:
-    """Whether ``env`` squashes module updates by exploration (``000`` eq. 7.4), so that the
-    agent's exploratory actions are worth reporting."""
-    return getattr(env.unwrapped, "squash_kappa", 0.0) > 0
-
-
-def _report_exploration(
-    agent: Agent, env: Any, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
-) -> None:
-    """Mark the actions about to be stepped as exploratory or not, if the agent can tell."""
-    explored = agent.exploratory(obs, masks, actions)
-    if explored is None:
-        return
-    base = env.unwrapped
-    base.mark_exploratory(explored if isinstance(base, VectorEnv) else bool(explored[0]))
+    Raises:
+        TypeError: ``agent`` is neither (or Stable-Baselines3 is not installed).
+    """
+    if isinstance(agent, Agent):
+        return agent
+    try:
+        # agents.sb3 needs Stable-Baselines3, an optional dependency: imported for its models only.
+        from agents.sb3 import SB3Router
+    except ImportError:
+        raise TypeError(
+            f"expected a router (agents.Agent) or a Stable-Baselines3 model, got "
+            f"{type(agent).__name__} (and Stable-Baselines3 is not installed)"
+        ) from None
+    return SB3Router(agent)
 
 
 def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[str, Any]:
-    """Greedy evaluation: route ``episodes`` samples (default: the whole split once).
-
-    The samples are the same at every call: the whole split in order, or ``episodes`` evenly
-    spaced samples of it (so every task is represented), chosen with
-    ``reset(options={"sample_index": i})``.
-
-    ``agent`` is a router (:class:`~agents.base.Agent`) or a Stable-Baselines3 model, which is
-    wrapped in :class:`agents.sb3.SB3Router` (its deterministic policy, masked for
-    ``MaskablePPO``).
-
-    Returns ``accuracy``, ``per_task_accuracy`` (list, ``nan`` for tasks not seen),
-    ``mean_reward``, ``mean_loss``, ``route_entropy`` (mean over depths of the entropy, in
-    nats, of the actions chosen at that depth), ``modules_used`` (distinct (depth, module)
-    pairs in layered routing, distinct modules in recurrent routing), ``routing_map``
-    (``num_tasks x max_depth`` list of the most chosen action, ``-1`` where never reached) and
-    ``episodes``.
-    """
-    if not isinstance(agent, Agent) and hasattr(agent, "predict"):
-        # Imported here: agents.sb3 needs Stable-Baselines3, an optional dependency.
-        from agents.sb3 import SB3Router
-
-        agent = SB3Router(agent)
-    base = env.unwrapped
-    count = base.num_samples if episodes is None else min(int(episodes), base.num_samples)
-    indices = evaluation_indices(base.num_samples, count)
-    was_greedy = agent.greedy
-    agent.greedy = True
-    try:
-        routes = [run_episode(agent, env, options={"sample_index": int(i)}) for i in indices]
-    finally:
-        agent.greedy = was_greedy
-    network = base.network
-    return route_statistics(
-        [episode.final_info for episode in routes],
-        [sum(episode.rewards) for episode in routes],
-        [int(episode.observations[0]["task"]) for episode in routes],
-        num_tasks=base.dataset.num_tasks,
-        max_depth=network.max_depth,
-        num_actions=network.num_actions,
-        recurrent=network.routing == "recurrent",
-    )
-
-
-def evaluation_indices(num_samples: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices of ``num_samples`` samples: the samples an evaluation
-    routes, the same at every call, every task represented."""
-    return np.linspace(0, num_samples - 1, num=count).round().astype(int)
-
-
-def route_statistics(
-    final_infos: list[Mapping[str, Any]],
-    returns: list[float],
-    tasks: Sequence[int],
-    num_tasks: int,
-    max_depth: int,
-    num_actions: int,
-    recurrent: bool,
-) -> dict[str, Any]:
-    """Accuracy, selection entropy, modules in use and routing map of finished routes
-    (``final_infos``, with each route's return and task)."""
-    tasks = np.asarray(tasks, dtype=np.int64)
-    correct = np.array([bool(info["correct"]) for info in final_infos])
-    # Routes ended by a masked action made no prediction and have no loss (-1).
-    losses = np.array([info["loss"] for info in final_infos], dtype=float)
-    losses = losses[losses >= 0]
-    counts = np.zeros((num_tasks, max_depth, num_actions), dtype=np.int64)
-    for info, task in zip(final_infos, tasks.tolist(), strict=True):
-        for depth, action in enumerate(route_path(info)[:max_depth]):
-            counts[task, depth, action] += 1
-    per_task = [
-        float(correct[tasks == t].mean()) if np.any(tasks == t) else float("nan")
-        for t in range(num_tasks)
-    ]
-    per_depth = counts.sum(axis=0)
-    module_counts = per_depth[:, : num_actions - 1]
-    if recurrent:
-        modules_used = int(np.count_nonzero(module_counts.sum(axis=0)))
-    else:
-        modules_used = int(np.count_nonzero(module_counts))
-    routing_map = np.where(counts.sum(axis=2) > 0, counts.argmax(axis=2), -1)
-    return {
-        "accuracy": float(correct.mean()) if len(correct) else float("nan"),
-        "per_task_accuracy": per_task,
-        "mean_reward": float(np.mean(returns)) if returns else float("nan"),
-        "mean_loss": float(losses.mean()) if len(losses) else float("nan"),
-        "route_entropy": selection_entropy(per_depth),
-        "modules_used": modules_used,
-        "routing_map": routing_map.tolist(),
-        "episodes": len(final_infos),
-    }
-
-
-def selection_entropy(counts: np.ndarray) -> float:
-    """Mean over depths (rows of ``counts``, action counts or probabilities) of the entropy,
-    in nats, of the actions chosen there; depths never reached are left out (0 if none)."""
-    entropies = [entropy(row) for row in counts if row.sum() > 0]
-    return float(np.mean(entropies)) if entropies else 0.0
-
-
-def entropy(counts: np.ndarray) -> float:
-    """Entropy, in nats, of the distribution proportional to ``counts``."""
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    """:func:`~agents.evaluation.evaluate_router` of ``agent``, a router or a
+    Stable-Baselines3 model (wrapped in :class:`agents.sb3.SB3Router`: its deterministic
+    policy, masked for ``MaskablePPO``)."""
+    return evaluate_router(as_router(agent), env, episodes)
 
 
 def train(
@@ -191,7 +103,9 @@ def train(
     """Train ``agent`` as the router of ``env`` for ``episodes`` routes.
 
     Args:
-        agent: any :class:`~agents.base.Agent`.
+        agent: any :class:`~agents.base.Agent`; not a Stable-Baselines3 model, which learns
+            with its own ``model.learn`` (:class:`agents.sb3.RouterEvalCallback` records its
+            learning curves).
         env: a routing environment (Gymnasium API; ``env.unwrapped`` a ``RoutingEnv``), or a
             vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``, a
             :class:`~routing_env.vector.RoutingVectorEnv`): then each step calls
@@ -218,6 +132,11 @@ def train(
         ``final`` (the last evaluation, or the last epoch's training statistics),
         ``episodes`` and ``seconds``.
     """
+    if not isinstance(agent, Agent):
+        raise TypeError(
+            f"agents.train trains routers (agents.Agent), not a {type(agent).__name__}: "
+            f"{_LEARN_WITH_SB3}"
+        )
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
     epoch_length = max(1, episodes // 10) if eval_every is None else int(eval_every)
@@ -246,7 +165,7 @@ def train(
         returns.clear()
         hits.clear()
         if eval_env is not None:
-            result = evaluate(agent, eval_env, eval_episodes)
+            result = evaluate_router(agent, eval_env, eval_episodes)
             history["test_accuracy"].append(result["accuracy"])
             for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
                 history[key].append(result[key])
@@ -297,7 +216,7 @@ def train(
 def pretrain_modules(
     env: Any,
     routes: int,
-    router: Agent | str = "random",
+    router: Agent | Any = "random",
     seed: int | None = 0,
     freeze: bool = True,
 ) -> dict[str, Any]:
@@ -312,8 +231,8 @@ def pretrain_modules(
         routes: routes to pretrain on.
         router: ``"random"`` (uniform over the allowed actions, every module trained on
             every task), ``"per-task"`` (task ``t`` takes module ``t mod num_modules`` at every
-            depth: task-specific modules) or any :class:`~agents.base.Agent`, which only acts
-            (it does not learn here).
+            depth: task-specific modules), any :class:`~agents.base.Agent` or a
+            Stable-Baselines3 model, which only acts (it does not learn here).
         seed: seeds the first reset (data order and, for a fresh network, the modules) and the
             random router.
         freeze: leave ``env.unwrapped.train_modules`` off afterwards (else as it was). Routes
@@ -323,17 +242,15 @@ def pretrain_modules(
         ``routes``, ``module_updates`` made and the ``train_accuracy`` of the pretraining
         routes.
     """
-    from agents.factory import make_agent
-
     if routes < 1:
         raise ValueError(f"routes must be positive, got {routes}")
     base = env.unwrapped
     network = base.network
-    if router in ("random", "per-task"):
-        name = "random" if router == "random" else "fixed-per-task"
-        router = make_agent(name, env, seed=seed)
-    elif not isinstance(router, Agent):
-        raise ValueError(f"router must be 'random', 'per-task' or an Agent, got {router!r}")
+    if isinstance(router, str):
+        if router not in ("random", "per-task"):
+            raise ValueError(f"router must be 'random', 'per-task' or an Agent, got {router!r}")
+        router = make_agent("random" if router == "random" else "fixed-per-task", env, seed=seed)
+    router = as_router(router)
     was_training, base.train_modules = base.train_modules, True
     updates_before = network.num_updates
     hits: list[bool] = []
@@ -355,8 +272,6 @@ def pretrain_modules(
 
 
 def _check_vector_training(agent: Agent, eval_env: Any) -> None:
-    from agents.architectures import Dispatched
-
     if isinstance(agent, Dispatched):
         raise TypeError(
             "a Dispatched router keeps the current route's dispatch between act() calls, so it "
@@ -380,7 +295,7 @@ def _vector_routes(
     finished; the last batch is cut to that count.
     """
     obs, infos = env.reset(seed=seed)
-    squashing = _squashes(env)
+    squashing = squashes(env)
     count = env.num_envs
     began = np.zeros(count, dtype=np.int64)  # step at which each sub-env's route began
     steps: dict[int, tuple[np.ndarray, ...]] = {}
@@ -390,7 +305,7 @@ def _vector_routes(
         masks = np.asarray(infos["action_mask"])
         actions = np.asarray(agent.act_batch(obs, masks))
         if squashing:
-            _report_exploration(agent, env, obs, masks, actions)
+            report_exploration(agent, env, obs, masks, actions)
         next_obs, rewards, terminated, truncated, next_infos = env.step(actions)
         steps[number] = (
             np.asarray(obs["activation"]),
@@ -478,3 +393,9 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+_LEARN_WITH_SB3 = (
+    "a Stable-Baselines3 model learns with model.learn(total_timesteps) on the env "
+    "(routing_env.wrappers.sb3_vec_env.make_vec_env for batched routes)"
+)

@@ -35,7 +35,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from agents.base import Agent
-from agents.training import evaluate, evaluation_indices, run_episode, train
+from agents.training import as_router, evaluate, evaluation_indices, run_episode, train
 from routing_env.env import RoutingEnv
 from routing_env.network import RoutedNetwork
 
@@ -161,16 +161,7 @@ class ReturnDriftProbe:
     def snapshot(agent: Agent | Any) -> Agent:
         """A frozen copy of ``agent``'s policy (an :class:`~agents.base.Agent`, an
         :class:`agents.sb3.SB3Router` or a bare SB3 model)."""
-        sb3 = sys.modules.get("agents.sb3")
-        if not isinstance(agent, Agent) and hasattr(agent, "predict"):
-            from agents.sb3 import SB3Router
-
-            return SB3Router(_copy_sb3_policy(agent.policy))
-        if sb3 is not None and isinstance(agent, sb3.SB3Router):
-            return sb3.SB3Router(_copy_sb3_policy(getattr(agent.model, "policy", agent.model)))
-        if not isinstance(agent, Agent):
-            raise TypeError(f"cannot snapshot a {type(agent).__name__}: not an Agent or SB3 model")
-        return copy.deepcopy(agent)
+        return copy.deepcopy(as_router(agent))
 
     def value(self, snapshot: Agent) -> float:
         """Mean return of ``snapshot`` (left untouched) on the evaluation samples."""
@@ -184,16 +175,6 @@ class ReturnDriftProbe:
             for i in self.indices
         ]
         return float(np.mean(returns))
-
-
-def _copy_sb3_policy(policy: Any) -> Any:
-    """A copy of an SB3 policy network, rebuilt from its constructor parameters and weights
-    as SB3's own ``save`` does: a policy may hold tensors from its last forward pass, which
-    ``copy.deepcopy`` refuses."""
-    fresh = type(policy)(**policy._get_constructor_parameters())
-    fresh.load_state_dict(policy.state_dict())
-    fresh.set_training_mode(False)
-    return fresh.to(policy.device)
 
 
 def map_stability(previous: Any, current: Any) -> float:
@@ -304,6 +285,7 @@ def measure_nonstationarity(
     """
     if routes < 1 or every < 1:
         raise ValueError(f"routes and every must be positive, got routes={routes}, every={every}")
+    agent = as_router(agent)
     base = env.unwrapped
     network = base.network
     if eval_env is None:
@@ -403,11 +385,12 @@ def measure_nonstationarity(
 
 
 def _default_trainer(
-    agent: Agent | Any, env: Any, seed: int | None, max_depth: int
+    agent: Agent, env: Any, seed: int | None, max_depth: int
 ) -> Callable[[int], dict[str, Any]]:
-    """``train_routes(n)``: :func:`agents.train` for our agents, ``model.learn`` for SB3."""
-    model = agent if not isinstance(agent, Agent) else getattr(agent, "model", None)
-    if model is not None and hasattr(model, "learn") and hasattr(model, "predict"):
+    """``train_routes(n)``: ``model.learn`` for an SB3 router, :func:`agents.train` for ours."""
+    sb3 = sys.modules.get("agents.sb3")  # an SB3Router exists only once agents.sb3 is imported
+    if sb3 is not None and isinstance(agent, sb3.SB3Router):
+        model = agent.model
 
         def learn(count: int) -> dict[str, Any]:
             model.learn(total_timesteps=count * max_depth, reset_num_timesteps=False)

@@ -244,6 +244,18 @@ def test_save_load_round_trip(cls, tmp_path):
     assert torch.equal(parameters(loaded), parameters(agent))
 
 
+@pytest.mark.parametrize("cls", [ReinforceApprox, EpsilonReinforce])
+def test_checkpoints_of_the_policy_network_under_its_old_name_still_load(cls, tmp_path):
+    agent = make(cls, seed=5)
+    agent.learn(episode(2, seed=1))
+    save(agent, tmp_path / "agent.pt")
+    checkpoint = torch.load(tmp_path / "agent.pt", weights_only=True)
+    checkpoint["state"]["policy"] = checkpoint["state"].pop("policy_net")  # the earlier key
+    torch.save(checkpoint, tmp_path / "old.pt")
+    loaded = load(tmp_path / "old.pt")
+    assert torch.equal(parameters(loaded), parameters(agent))
+
+
 @pytest.mark.parametrize("cls", AGENTS)
 def test_learns_a_three_armed_bandit(cls):
     agent = cls(2, 1, 1, 3, lr=1e-2, seed=0)

@@ -1,5 +1,6 @@
 """Stable-Baselines3 agents as routers: check_env, the VecEnv adapter, PPO, MaskablePPO."""
 
+import copy
 import subprocess
 import sys
 import warnings
@@ -17,6 +18,7 @@ from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
 from stable_baselines3.common.env_checker import check_env  # noqa: E402
 
 import agents  # noqa: E402
+import agents.training  # noqa: E402
 from agents.sb3 import (  # noqa: E402
     ReplayStalenessCallback,
     RouterEvalCallback,
@@ -66,8 +68,14 @@ def test_check_env_passes_without_warnings(routing: str) -> None:
 
 
 def test_import_agents_does_not_import_sb3() -> None:
-    code = "import sys, agents; sys.exit('stable_baselines3' in sys.modules)"
+    code = "import sys, agents, routing_env; sys.exit('stable_baselines3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_the_vec_env_adapter_is_an_environment_wrapper_reexported_by_agents() -> None:
+    from routing_env.wrappers import sb3_vec_env
+
+    assert SB3VecEnv is sb3_vec_env.SB3VecEnv and make_vec_env is sb3_vec_env.make_vec_env
 
 
 # ---------------------------------------------------------------------- VecEnv adapter
@@ -224,6 +232,35 @@ def test_evaluate_takes_an_sb3_model_greedily() -> None:
     assert router.act(obs, info) == int(expected)
     with pytest.raises(TypeError, match="model.learn"):
         router.learn(None)
+
+
+def test_sb3_models_are_wrapped_once_at_the_entry_points() -> None:
+    env = RoutingEnv("synthetic-mtl", **LAYERED)
+    model = PPO("MultiInputPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu")
+    router = agents.training.as_router(model)
+    assert isinstance(router, SB3Router) and router.model is model
+    assert agents.training.as_router(router) is router
+    with pytest.raises(TypeError, match="Stable-Baselines3 model"):
+        agents.training.as_router(object())
+    with pytest.raises(TypeError, match="model.learn"):
+        agents.train(model, env, episodes=4, progress=False)  # refused before routing a sample
+    assert env.network.num_updates == 0
+
+
+def test_a_deep_copy_of_an_sb3_router_acts_alike_and_stays_frozen() -> None:
+    env = RoutingEnv("synthetic-mtl", **LAYERED)
+    model = MaskablePPO("MultiInputPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu")
+    router = SB3Router(model)
+    router.greedy = True
+    frozen = copy.deepcopy(router)
+    assert frozen.masked and frozen.greedy and frozen.model is not model.policy
+    starts = [env.reset(options={"sample_index": i}) for i in range(40)]
+    obs = {key: np.stack([o[key] for o, _ in starts]) for key in starts[0][0]}
+    masks = np.stack([info["action_mask"] for _, info in starts])
+    before = frozen.act_batch(obs, masks)
+    assert np.array_equal(router.act_batch(obs, masks), before)
+    model.learn(256)
+    assert np.array_equal(frozen.act_batch(obs, masks), before)
 
 
 def test_router_eval_callback_records_curves() -> None:
