@@ -26,8 +26,32 @@ from agents.base import Agent, Episode
 from agents.persistence import agent_state, rebuild_agent, register
 
 
+class Composite(Agent):
+    """Base of the architectures made of sub-agents: greedy mode reaches every sub-agent.
+
+    Args:
+        parts: the sub-agents.
+        seed: recorded; the sub-agents own their random streams.
+    """
+
+    def __init__(self, parts: Sequence[Agent], seed: int | None = None) -> None:
+        self._parts: list[Agent] = []  # the greedy mode Agent.__init__ sets reaches none of them
+        super().__init__(seed)
+        self._parts = list(parts)
+
+    @property
+    def greedy(self) -> bool:  # type: ignore[override]
+        return self._greedy
+
+    @greedy.setter
+    def greedy(self, value: bool) -> None:
+        self._greedy = value
+        for part in self._parts:
+            part.greedy = value
+
+
 @register
-class PerTask(Agent):
+class PerTask(Composite):
     """One sub-agent per task (``001`` figure 3b, the paper's multi-agent "routing-all-fc").
 
     Args:
@@ -40,9 +64,9 @@ class PerTask(Agent):
     """
 
     def __init__(self, agents: Sequence[Agent], seed: int | None = None) -> None:
-        super().__init__(seed)
         if not agents:
             raise ValueError("PerTask needs at least one sub-agent")
+        super().__init__(agents, seed)
         self.agents = list(agents)
         self.config = {
             "agents": [agent_state(a, with_state=False) for a in self.agents],
@@ -58,16 +82,6 @@ class PerTask(Agent):
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> PerTask:
         return cls([rebuild_agent(entry) for entry in config["agents"]], seed=config["seed"])
-
-    @property
-    def greedy(self) -> bool:  # type: ignore[override]
-        return self._greedy
-
-    @greedy.setter
-    def greedy(self, value: bool) -> None:
-        self._greedy = value
-        for agent in getattr(self, "agents", []):
-            agent.greedy = value
 
     def _agent(self, task: int) -> Agent:
         if not 0 <= task < len(self.agents):
@@ -115,7 +129,7 @@ def _episode_with_task(episode: Episode, task: int) -> Episode:
 
 
 @register
-class SingleAgent(Agent):
+class SingleAgent(Composite):
     """One agent for all tasks that does not see the task label (``001`` figure 3a).
 
     Wraps an agent built with ``num_tasks=1`` (a tabular agent then keeps one table per depth,
@@ -127,23 +141,13 @@ class SingleAgent(Agent):
     """
 
     def __init__(self, agent: Agent, seed: int | None = None) -> None:
-        super().__init__(seed)
+        super().__init__([agent], seed)
         self.agent = agent
         self.config = {"agent": agent_state(agent, with_state=False), "seed": seed}
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SingleAgent:
         return cls(rebuild_agent(config["agent"]), seed=config["seed"])
-
-    @property
-    def greedy(self) -> bool:  # type: ignore[override]
-        return self._greedy
-
-    @greedy.setter
-    def greedy(self, value: bool) -> None:
-        self._greedy = value
-        if hasattr(self, "agent"):
-            self.agent.greedy = value
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
         """The wrapped agent's action with the task hidden."""
@@ -170,7 +174,7 @@ class SingleAgent(Agent):
 
 
 @register
-class Dispatched(Agent):
+class Dispatched(Composite):
     """A dispatcher assigns each sample to a virtual task; a router routes it (``001`` fig. 3c).
 
     Args:
@@ -186,7 +190,7 @@ class Dispatched(Agent):
     def __init__(
         self, dispatcher: Agent, router: Agent, num_routers: int, seed: int | None = None
     ) -> None:
-        super().__init__(seed)
+        super().__init__([dispatcher, router], seed)
         self.dispatcher = dispatcher
         self.router = router
         self.num_routers = int(num_routers)
@@ -207,17 +211,6 @@ class Dispatched(Agent):
             config["num_routers"],
             seed=config["seed"],
         )
-
-    @property
-    def greedy(self) -> bool:  # type: ignore[override]
-        return self._greedy
-
-    @greedy.setter
-    def greedy(self, value: bool) -> None:
-        self._greedy = value
-        for agent in (getattr(self, "dispatcher", None), getattr(self, "router", None)):
-            if agent is not None:
-                agent.greedy = value
 
     def act(self, obs: Mapping[str, Any], info: Mapping[str, Any]) -> int:
         """At depth 0 dispatch; then act as the router with the assigned virtual task."""

@@ -26,29 +26,23 @@ from dataclasses import dataclass
 import torch
 
 from agents.base import EpsilonSchedule
-from agents.mlp import ApproxAgent, Batch, masked_greedy, masked_logits
+from agents.mlp import Batch, masked_greedy, masked_logits
 from agents.persistence import register
+from agents.reinforce_approx import ReinforceApprox
 
 
 @register
 @dataclass(eq=False)
-class EpsilonReinforce(EpsilonSchedule, ApproxAgent):
+class EpsilonReinforce(EpsilonSchedule, ReinforceApprox):
     """REINFORCE router that acts epsilon-greedily on its policy and corrects by importance weights.
 
-    Greedy mode takes the most probable allowed action of ``pi``.
+    The policy network ``pi`` is :class:`~agents.reinforce_approx.ReinforceApprox`'s; greedy
+    mode takes its most probable allowed action.
 
     Arguments: those of :class:`~agents.mlp.ApproxAgent` (``lr``: of the policy network), then
     those of :class:`~agents.base.EpsilonSchedule`: ``epsilon`` is eq. 7.3's probability of
     sampling from ``pi`` instead of taking its argmax, or the start of its schedule.
     """
-
-    state_names = (*ApproxAgent.state_names, "policy_net", "optimizer")
-    renamed_state = {"policy": "policy_net"}
-
-    def init_learned_state(self) -> None:
-        """The policy network (logits over the actions) and its optimizer."""
-        self.policy_net = self.make_net(self.num_actions)
-        self.optimizer = self.make_optimizer([self.policy_net], self.lr)
 
     def mix(self, pi: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         """``pi_eps`` of eq. 7.3 from the policy ``pi`` (zero on masked actions)."""
@@ -57,12 +51,8 @@ class EpsilonReinforce(EpsilonSchedule, ApproxAgent):
         return (1 - eps) * greedy.to(pi.dtype) + eps * pi  # eq. 7.3
 
     def behaviour(self, states: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        """``pi_eps(s, .)`` of eq. 7.3."""
-        return self.mix(torch.softmax(masked_logits(self.policy_net(states), masks), dim=-1), masks)
-
-    def greedy_scores(self, states: torch.Tensor) -> torch.Tensor:
-        """The policy logits."""
-        return self.policy_net(states)
+        """``pi_eps(s, .)`` of eq. 7.3, from REINFORCE's ``pi(. | s)``."""
+        return self.mix(super().behaviour(states, masks), masks)
 
     def importance_weights(self, pi: torch.Tensor, batch: Batch) -> torch.Tensor:
         """``pi(a_i|s_i) / pi_eps(a_i|s_i)`` for the actions taken, without gradient."""

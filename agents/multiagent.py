@@ -270,6 +270,11 @@ def evaluate_multiagent(
 
 # ---------------------------------------------------------------------- training
 
+#: What an epoch's evaluation records as it comes, besides the accuracies and greedy paths.
+_EVALUATED = ("route_entropy", "modules_used", "routing_map", "path_overlap")
+#: The last evaluation's figures in a history's ``final``, besides the accuracies.
+_FINAL = ("route_entropy", "modules_used", "routing_map", "greedy_paths", "path_overlap")
+
 
 def train_multiagent(
     policies: Mapping[str, Agent],
@@ -394,7 +399,7 @@ def train_multiagent(
             history["mean_test_accuracy"].append(
                 float(np.mean(list(result["per_agent_accuracy"].values())))
             )
-            for key in ("route_entropy", "modules_used", "routing_map", "path_overlap"):
+            for key in _EVALUATED:
                 history[key].append(result[key])
             history["greedy_paths"].append(result["greedy_paths"])
             bar.set_postfix(test_acc=f"{history['mean_test_accuracy'][-1]:.3f}")
@@ -408,11 +413,7 @@ def train_multiagent(
         history["final"] = {
             "test_accuracy": history["mean_test_accuracy"][-1],
             "per_agent_accuracy": {a: history["test_accuracy"][a][-1] for a in agents},
-            "route_entropy": history["route_entropy"][-1],
-            "modules_used": history["modules_used"][-1],
-            "routing_map": history["routing_map"][-1],
-            "greedy_paths": history["greedy_paths"][-1],
-            "path_overlap": history["path_overlap"][-1],
+            **{key: history[key][-1] for key in _FINAL},
         }
     else:
         history["final"] = {

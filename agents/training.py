@@ -167,7 +167,7 @@ def train(
         if eval_env is not None:
             result = evaluate_router(agent, eval_env, eval_episodes)
             history["test_accuracy"].append(result["accuracy"])
-            for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
+            for key in _EVALUATED:
                 history[key].append(result[key])
             bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
         else:
@@ -199,18 +199,16 @@ def train(
     history["episodes"] = episodes
     history["seconds"] = time.perf_counter() - start
     if eval_env is not None:
-        history["final"] = {
-            "test_accuracy": history["test_accuracy"][-1],
-            "per_task_accuracy": history["per_task_accuracy"][-1],
-            "route_entropy": history["route_entropy"][-1],
-            "modules_used": history["modules_used"][-1],
-            "routing_map": history["routing_map"][-1],
-        }
+        history["final"] = {key: history[key][-1] for key in ("test_accuracy", *_EVALUATED)}
     else:
         history["final"] = {"train_accuracy": history["train_accuracy"][-1]}
     if out_dir is not None:
         write_results(history, out_dir)
     return history
+
+
+#: What an epoch's evaluation records, besides ``test_accuracy``.
+_EVALUATED = ("per_task_accuracy", "route_entropy", "modules_used", "routing_map")
 
 
 def pretrain_modules(
