@@ -30,6 +30,7 @@ from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode, EpisodeBatch, route_path
+from routing_env.metrics import evaluation_indices
 
 
 def run_episode(
@@ -113,12 +114,6 @@ def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[
         num_actions=network.num_actions,
         recurrent=network.routing == "recurrent",
     )
-
-
-def evaluation_indices(num_samples: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices of ``num_samples`` samples: the samples an evaluation
-    routes, the same at every call, every task represented."""
-    return np.linspace(0, num_samples - 1, num=count).round().astype(int)
 
 
 def route_statistics(

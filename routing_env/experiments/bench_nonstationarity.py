@@ -1,9 +1,9 @@
 """``routing-env bench-nonstationarity``: the non-stationarity benchmark protocol.
 
 For every agent, condition and seed the verb builds a fresh environment, trains the agent with
-:func:`routing_env.metrics.measure_nonstationarity` (all metrics every ``--every`` routes) and
-prints one table row per agent and condition, averaged over the seeds. Conditions
-(DESIGN 6):
+:func:`routing_env.experiments.nonstationarity.measure_nonstationarity` (all metrics every
+``--every`` routes) and prints one table row per agent and condition, averaged over the seeds.
+Conditions (DESIGN 6):
 
 * ``trained``: the modules train on the agent's routes (the non-stationary MDP);
 * ``frozen``: ``train_modules=False`` from the start (the stationary control);
@@ -186,7 +186,7 @@ def run_one(name: str, condition: str, seed: int, settings: dict[str, Any]) -> d
 
     import routing_env  # noqa: F401  (registers the ids)
     from agents.training import pretrain_modules
-    from routing_env.metrics import measure_nonstationarity
+    from routing_env.experiments.nonstationarity import measure_nonstationarity
 
     torch.manual_seed(seed)
     env_kwargs = {
