@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
+from routing_env.experiments.arguments import HelpFormatter, plain
 from routing_env.experiments.compare import progress_printer, summarize, write_comparison
 from routing_env.experiments.grid import add_grid_arguments, run_grid
 from routing_env.experiments.runs import RunSpec, check_methods
@@ -236,8 +237,9 @@ def report(
     suites = list(suites or report_suites())
     methods = list(methods or REPORT_METHODS)
     check_methods(methods)
-    if seeds < 1:
-        raise ValueError(f"seeds must be at least 1, got {seeds}")
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
+    if not seed_list:
+        raise ValueError(f"report needs at least one seed, got {seeds!r}")
     if budget_scale <= 0:
         raise ValueError(f"budget_scale must be positive, got {budget_scale}")
     out = os.fspath(out_dir)
@@ -255,7 +257,7 @@ def report(
             out_dir=os.path.join(out, suite, "runs", method, f"seed{seed}"),
         )
         for suite in suites
-        for seed in range(seeds)
+        for seed in seed_list
         for method in methods
     ]
     began = time.perf_counter()
@@ -374,8 +376,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "report",
         help="001 Table 2 on the offline suites; writes REPORT.md with claim-by-claim verdicts",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--out", default="runs/report", help="output folder (REPORT.md)")
     parser.add_argument(
