@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from agents.base import Agent, Episode
+from agents.base import Agent, Episode, route_path
 from agents.factory import make_agent
 from agents.training import (
     evaluation_indices,
@@ -130,9 +130,11 @@ def run_round(
     }
     episodes: dict[str, Episode] = {}
     while game.agents:
+        # Agents whose route has ended stay in the round (fixed agent set) but act no more.
         actions = {
             agent: int(policies[agent].act(observations[agent], infos[agent]))
             for agent in game.agents
+            if agent not in episodes
         }
         for agent, action in actions.items():
             seen, taken, _, given = record[agent]
@@ -143,7 +145,7 @@ def run_round(
         for agent in actions:
             seen, taken, paid, given = record[agent]
             paid.append(float(rewards[agent]))
-            if terminations[agent] or truncations[agent]:
+            if infos[agent]["route_done"] or terminations[agent] or truncations[agent]:
                 episodes[agent] = Episode(seen, taken, paid, given, final_info=infos[agent])
     return {agent: episodes[agent] for agent in record}
 
@@ -205,8 +207,9 @@ def path_overlap(
 
 def _mean_loss(infos: Sequence[Mapping[str, Any]]) -> float:
     """Mean loss of the routes that made a prediction (invalid-action routes have none)."""
-    losses = np.array([info["loss"] for info in infos], dtype=float)  # None -> nan
-    return float(np.nanmean(losses)) if np.isfinite(losses).any() else float("nan")
+    losses = np.array([info["loss"] for info in infos], dtype=float)
+    losses = losses[losses >= 0]  # -1: no prediction was made
+    return float(losses.mean()) if len(losses) else float("nan")
 
 
 def evaluate_multiagent(
@@ -255,6 +258,7 @@ def evaluate_multiagent(
     result = route_statistics(
         [info for agent in agents for info in infos[agent]],
         [value for agent in agents for value in returns[agent]],
+        [game.agent_task[agent] for agent in agents for _ in infos[agent]],
         num_tasks=game.num_tasks,
         max_depth=network.max_depth,
         num_actions=network.num_actions,
@@ -266,7 +270,7 @@ def evaluate_multiagent(
     result["per_agent_reward"] = {agent: float(np.mean(returns[agent])) for agent in agents}
     result["per_agent_loss"] = {agent: _mean_loss(infos[agent]) for agent in agents}
     paths = {
-        agent: list(Counter(info["path"] for info in infos[agent]).most_common(1)[0][0])
+        agent: list(Counter(route_path(info) for info in infos[agent]).most_common(1)[0][0])
         for agent in agents
     }
     result["greedy_paths"] = paths
@@ -379,7 +383,7 @@ def train_multiagent(
             policies[agent].learn(episode)
             returns[agent].append(sum(episode.rewards))
             hits[agent].append(bool(episode.final_info["correct"]))
-            for depth, action in enumerate(episode.final_info["path"][: network.max_depth]):
+            for depth, action in enumerate(route_path(episode.final_info)[: network.max_depth]):
                 counts[depth, action] += 1
         bar.update(1)
         if number % epoch_length and number != episodes:

@@ -37,7 +37,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
-from agents.base import Agent, Episode
+from agents.base import Agent, Episode, route_path
 from routing_env.env import RoutingEnv
 from routing_env.vector import RoutingVectorEnv
 
@@ -422,7 +422,7 @@ class ReplayStalenessCallback(BaseCallback):
             # The final reward alone: the probe pays no collaboration reward.
             reward = float(info["final_reward"])
             ends.append(
-                (int(info["sample_index"]), tuple(info["path"]), reward, activation, updates)
+                (int(info["sample_index"]), route_path(info), reward, activation, updates)
             )
         if ends:
             self._slots[slot] = ends
