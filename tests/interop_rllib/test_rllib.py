@@ -255,7 +255,7 @@ def test_example_runs() -> None:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     lines = result.stdout.splitlines()
-    iteration_lines = [line for line in lines if re.match(r"\s+[12]\s+\d+\s+[+-]", line)]
+    iteration_lines = [line for line in lines if re.match(r"\s+[12]\s+\d+\s+[\d.]+\s+[+-]", line)]
     assert len(iteration_lines) == 2, result.stdout
     assert re.search(r"mean test accuracy: [01]\.\d{3}", result.stdout), result.stdout
 
