@@ -37,6 +37,7 @@ test-rllib: $(RLLIB_STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf $(VENV) $(RLLIB_VENV) build *.egg-info .pytest_cache

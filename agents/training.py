@@ -30,6 +30,7 @@ from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode, EpisodeBatch, route_path
+from routing_env.metrics import evaluation_indices
 
 
 def run_episode(
@@ -113,12 +114,6 @@ def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[
         num_actions=network.num_actions,
         recurrent=network.routing == "recurrent",
     )
-
-
-def evaluation_indices(num_samples: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices of ``num_samples`` samples: the samples an evaluation
-    routes, the same at every call, every task represented."""
-    return np.linspace(0, num_samples - 1, num=count).round().astype(int)
 
 
 def route_statistics(
@@ -212,11 +207,11 @@ def train(
         out_dir: if given, ``results.json`` is written there.
 
     Returns:
-        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the
-        epoch's training routes, and with ``eval_env`` ``test_accuracy``,
-        ``per_task_accuracy``, ``route_entropy``, ``modules_used``, ``routing_map``; plus
-        ``final`` (the last evaluation, or the last epoch's training statistics),
-        ``episodes`` and ``seconds``.
+        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the epoch's
+        training routes, and with ``eval_env`` ``test_accuracy``, ``test_loss`` (the mean loss of
+        the routes that made a prediction), ``per_task_accuracy``, ``route_entropy``,
+        ``modules_used``, ``routing_map``; plus ``final`` (the last evaluation, or the last epoch's
+        training statistics), ``episodes`` and ``seconds``.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -226,6 +221,7 @@ def train(
         "mean_reward": [],
         "train_accuracy": [],
         "test_accuracy": [],
+        "test_loss": [],
         "per_task_accuracy": [],
         "route_entropy": [],
         "modules_used": [],
@@ -248,6 +244,7 @@ def train(
         if eval_env is not None:
             result = evaluate(agent, eval_env, eval_episodes)
             history["test_accuracy"].append(result["accuracy"])
+            history["test_loss"].append(result["mean_loss"])
             for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
                 history[key].append(result[key])
             bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
@@ -282,6 +279,7 @@ def train(
     if eval_env is not None:
         history["final"] = {
             "test_accuracy": history["test_accuracy"][-1],
+            "test_loss": history["test_loss"][-1],
             "per_task_accuracy": history["per_task_accuracy"][-1],
             "route_entropy": history["route_entropy"][-1],
             "modules_used": history["modules_used"][-1],

@@ -7,7 +7,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from routing_env.datasets import MultiTaskDataset
 from routing_env.mdp import (
@@ -20,7 +19,6 @@ from routing_env.mdp import (
     resolve_dataset,
     squash_weight,
 )
-from routing_env.network import RoutedNetwork
 
 __all__ = [
     "INVALID_ACTION_MODES",
@@ -145,9 +143,10 @@ class RoutingEnv(RoutingMDP, gym.Env):
     * ``invalid_action``: ``"end"`` (default) or ``"raise"``.
     * ``invalid_action_loss``: the loss charged for an invalid action under ``"neg_loss"``
       (default 10).
-    * ``module_lr`` (default 0.1), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
+    * ``module_lr`` (default 0.3), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
       ``"rmsprop"``, ``"adagrad"`` or a callable), ``module_batch_size`` (finished routes per
-      module update, default 16).
+      module update, default 16). The defaults live in :mod:`routing_env.settings`, with the
+      measurements that chose them.
     * ``train_modules``: train the modules on this environment's routes (default ``True`` for
       ``split="train"``, ``False`` for ``"test"``). ``False`` makes the MDP stationary (the
       control condition of DESIGN 6); the attribute may be switched later, e.g. to freeze
@@ -173,62 +172,13 @@ class RoutingEnv(RoutingMDP, gym.Env):
     def __init__(
         self,
         dataset: str | os.PathLike | MultiTaskDataset = "digits-mtl",
-        data_dir: str | os.PathLike | None = None,
-        split: str = "train",
-        routing: str | None = None,
-        num_modules: int | None = None,
-        max_depth: int | None = None,
-        hidden_dim: int | None = None,
-        reward: str | None = None,
-        collaboration_reward: float = 0.0,
-        collaboration_window: int = 1000,
-        invalid_action: str = "end",
-        invalid_action_loss: float = 10.0,
-        module_lr: float | None = None,
-        module_optimizer: str | Any | None = None,
-        module_batch_size: int | None = None,
-        train_modules: bool | None = None,
-        network: RoutedNetwork | None = None,
-        device: str | torch.device | None = None,
-        trunk: str | torch.nn.Module | None = None,
-        readout: str | None = None,
-        sample_order: str | None = None,
-        dataset_options: dict[str, Any] | None = None,
+        *,
         render_mode: str | None = None,
-        squash_kappa: float = 0.0,
-        flatten_observation: bool = False,
-        mask_in_observation: bool = False,
+        **kwargs: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        RoutingMDP.__init__(
-            self,
-            dataset,
-            data_dir=data_dir,
-            split=split,
-            routing=routing,
-            num_modules=num_modules,
-            max_depth=max_depth,
-            hidden_dim=hidden_dim,
-            reward=reward,
-            collaboration_reward=collaboration_reward,
-            collaboration_window=collaboration_window,
-            invalid_action=invalid_action,
-            invalid_action_loss=invalid_action_loss,
-            module_lr=module_lr,
-            module_optimizer=module_optimizer,
-            module_batch_size=module_batch_size,
-            train_modules=train_modules,
-            network=network,
-            device=device,
-            trunk=trunk,
-            readout=readout,
-            sample_order=sample_order,
-            dataset_options=dataset_options,
-            squash_kappa=squash_kappa,
-            flatten_observation=flatten_observation,
-            mask_in_observation=mask_in_observation,
-        )
+        RoutingMDP.__init__(self, dataset, **kwargs)
         self.render_mode = render_mode
         self.action_space = self._route_action_space()
         self.observation_space = self._route_observation_space()

@@ -371,19 +371,35 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
         else:
             rewards[rows_done] += final
 
-        # The finished routes' last observations and infos.
+        self._keep_final(infos, last, rows_done, done, columns, everyone)
+        # Same-step autoreset.
+        new_indices = self._stream.take(len(rows_done), self.np_random)
+        return self._start(last, None if everyone else rows_done, new_indices)
+
+    def _keep_final(
+        self,
+        infos: dict[str, Any],
+        last: torch.Tensor,
+        rows_done: np.ndarray,
+        done: np.ndarray,
+        columns: dict[str, np.ndarray],
+        everyone: bool,
+    ) -> None:
+        """Put the finished routes' last observations and infos into ``infos`` (``final_obs``,
+        ``final_info``; the other rows of ``final_info`` hold "not final" values)."""
         if everyone:
             activation = last.cpu().numpy()
         else:
-            activation = last.index_select(0, torch.from_numpy(rows_done).to(device)).cpu().numpy()
-        tasks_done = self._task_now[rows_done]
-        lengths = self._path_length[rows_done]
-        terminal = self._masks[net.max_depth]
+            index = torch.from_numpy(rows_done).to(last.device)
+            activation = last.index_select(0, index).cpu().numpy()
+        tasks_done = self._task_now[rows_done].tolist()
+        lengths = self._path_length[rows_done].tolist()
+        terminal = self._terminal_mask if self.mask_in_observation else None
         final_obs = np.empty(self.num_envs, dtype=object)
         final_obs[rows_done] = _objects(
             (
-                self._observation(a, t, d, terminal.copy() if self.mask_in_observation else None)
-                for a, t, d in zip(activation, tasks_done.tolist(), lengths.tolist(), strict=True)
+                self._observation(a, t, d, None if terminal is None else terminal.copy())
+                for a, t, d in zip(activation, tasks_done, lengths, strict=True)
             ),
             len(rows_done),
         )
@@ -400,10 +416,6 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
         infos["_final_obs"] = done.copy()
         infos["final_info"] = final_info
         infos["_final_info"] = done.copy()
-
-        # Same-step autoreset.
-        new_indices = self._stream.take(len(rows_done), self.np_random)
-        return self._start(last, None if everyone else rows_done, new_indices)
 
     def _current_infos(self, infos: dict[str, Any]) -> None:
         """The infos of the routes now in progress (reset, and after every step)."""

@@ -9,21 +9,11 @@ from gymnasium.vector.utils import batch_space
 import agents
 import routing_env
 from routing_env import RoutedNetwork, RoutingEnv, RoutingVectorEnv
+from routing_env.mdp import INFO_KEYS
 from routing_env.rewards import SelectionHistory
 
 SMALL_SYNTHETIC = {"samples_per_task": 100, "test_samples_per_task": 20}
-END_KEYS = {
-    "action_mask",
-    "route_done",
-    "correct",
-    "loss",
-    "prediction",
-    "label",
-    "path",
-    "sample_index",
-    "final_reward",
-    "invalid_action",
-}
+END_KEYS = set(INFO_KEYS)
 
 
 def params(network: torch.nn.Module) -> torch.Tensor:

@@ -13,7 +13,6 @@ from agents.multiagent import (
     evaluate_multiagent,
     make_population,
     path_overlap,
-    plot_multiagent,
     policy_table,
     run_round,
     train_multiagent,
@@ -22,6 +21,7 @@ from agents.q_learning import QLearning
 from agents.reinforce_approx import ReinforceApprox
 from agents.wpl import WPL
 from routing_env import routing_game_v0
+from routing_env.experiments.multiagent_plots import plot_multiagent
 
 MIXED = ["wpl"] * 5 + ["q"] * 5
 

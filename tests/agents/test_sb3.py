@@ -25,6 +25,7 @@ from agents.sb3 import (  # noqa: E402
     make_vec_env,
 )
 from routing_env import RoutingEnv, RoutingVectorEnv  # noqa: E402
+from routing_env.mdp import INFO_KEYS  # noqa: E402
 
 # Two tasks in two clusters that label every input in opposite ways: a router that ignores
 # the task id is stuck near 50%, one module per task reaches ~100%.
@@ -72,18 +73,7 @@ def test_import_agents_does_not_import_sb3() -> None:
 # ---------------------------------------------------------------------- VecEnv adapter
 
 
-INFO_KEYS = {
-    "action_mask",
-    "route_done",
-    "correct",
-    "loss",
-    "prediction",
-    "label",
-    "path",
-    "sample_index",
-    "final_reward",
-    "invalid_action",
-}
+INFO_KEYS = set(INFO_KEYS)
 
 
 def twin_envs(num_envs: int = 4, **kwargs) -> tuple[SB3VecEnv, RoutingVectorEnv]:

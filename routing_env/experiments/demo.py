@@ -16,14 +16,14 @@ import numpy as np
 
 from agents import make_agent
 from agents.training import evaluate, train
-from routing_env.cli import TRAIN_DEFAULTS, agent_defaults
 from routing_env.env import RoutingEnv
+from routing_env.settings import NETWORK_DEFAULTS, router_defaults
 
 
 def _run(name: str, episodes: int, seed: int) -> dict[str, Any]:
-    env = RoutingEnv("digits-mtl", **TRAIN_DEFAULTS)
+    env = RoutingEnv("digits-mtl")
     test_env = RoutingEnv("digits-mtl", split="test", network=env.network, reward=env.reward_kind)
-    agent = make_agent(name, env, seed=seed, **agent_defaults(name))
+    agent = make_agent(name, env, seed=seed)
     history = train(
         agent,
         env,
@@ -32,7 +32,6 @@ def _run(name: str, episodes: int, seed: int) -> dict[str, Any]:
         eval_env=test_env,
         progress=name == "wpl",
         eval_every=max(1, episodes // 5),
-        eval_episodes=500,
     )
     result = evaluate(agent, test_env)
     result["episodes"] = episodes
@@ -46,7 +45,8 @@ def main(
     """Train per-task WPL and the references; print the tables; return the figures."""
     print(
         f"DigitsMTL: 10 one-vs-rest tasks, 3 routed layers x 10 modules, seed {seed}, "
-        f"reward +-1, settings {TRAIN_DEFAULTS} and WPL {agent_defaults('wpl')}"
+        f"reward +-1, module lr {NETWORK_DEFAULTS['module_lr']}, module batch "
+        f"{NETWORK_DEFAULTS['module_batch_size']}, WPL {router_defaults('wpl')}"
     )
     results = {
         "per-task WPL": _run("wpl", episodes, seed),
@@ -65,9 +65,9 @@ def main(
             f"{100 * row['accuracy']:9.2f}%  {cells}"
         )
     routing_map = np.asarray(results["per-task WPL"]["routing_map"])
-    print("\nrouting map of per-task WPL (most chosen module per depth; P = PASS)")
+    print("\nrouting map of per-task WPL (most chosen module per depth; P = PASS, as in train)")
     for task, route in enumerate(routing_map):
-        print(f"  task {task}: " + " -> ".join("P" if a == 10 else f"m{a}" for a in route))
+        print(f"  task {task}: " + " ".join("P" if a == 10 else str(a) for a in route))
     shared = len({tuple(route) for route in routing_map.tolist()})
     print(
         f"  {shared} distinct routes for 10 tasks; "

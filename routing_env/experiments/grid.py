@@ -1,5 +1,5 @@
-"""Run a grid of :class:`~routing_env.runs.RunSpec` in parallel: a local process pool, or a Ray
-cluster.
+"""Run a grid of :class:`~routing_env.experiments.runs.RunSpec` in parallel: a local process
+pool, or a Ray cluster.
 
 Each run is independent and single-threaded (one torch thread), so a grid scales with the
 number of worker processes. Locally, ``workers`` processes (``spawn``: no inherited torch
@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from routing_env.runs import RunSpec, run
+from routing_env.experiments.arguments import SEEDS_HELP, parse_seeds
+from routing_env.experiments.runs import RunSpec, run
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 
@@ -33,7 +34,7 @@ def run_grid(
     ray_address: str | None = None,
     on_result: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every spec; their records (:func:`routing_env.runs.run`) in the specs' order.
+    """Run every spec; their records (:func:`routing_env.experiments.runs.run`) in the specs' order.
 
     Args:
         specs: the runs.
@@ -68,7 +69,7 @@ def run_grid(
 def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a command that runs a grid: ``--seeds``, ``--points``, ``--workers``,
     ``--ray-address``."""
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=parse_seeds, default="3", help=SEEDS_HELP)
     parser.add_argument("--points", type=int, default=5, help="evaluations per run")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs")
     parser.add_argument(
