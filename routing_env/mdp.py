@@ -169,6 +169,20 @@ class SampleStream:
         """Begin a new pass at the next :meth:`take` (after a reseed)."""
         self._position = len(self.samples)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The stream's position: the pass's order and how far it has been drawn."""
+        return {"order": self._order.copy(), "position": int(self._position)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        order = np.asarray(state["order"], dtype=np.int64)
+        if order.shape != self.samples.shape or not np.array_equal(
+            np.sort(order), np.sort(self.samples)
+        ):
+            raise ValueError("the saved sample order is not a pass over this stream's samples")
+        self._order = order
+        self._position = int(state["position"])
+
     def take(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """The next ``count`` split indices (int64), a new pass whenever one runs out."""
         size = len(self.samples)

@@ -101,3 +101,34 @@ def test_read_checkpoint_checks_the_dataset(tmp_path):
     read_checkpoint(path, dataset=first)
     with pytest.raises(CheckpointError, match="content hash differs"):
         read_checkpoint(path, dataset=second)
+
+
+def _continue(env, actions):
+    return [env.step(a)[0]["activation"].tolist() for a in actions]
+
+
+def test_env_states_continue_the_sample_stream_and_the_route_in_flight(tmp_path):
+    from routing_env import RoutingEnv, RoutingVectorEnv
+
+    kwargs = {"dataset_options": SMALL, "train_modules": False}
+    env = RoutingEnv("synthetic-mtl", **kwargs)
+    env.reset(seed=3)
+    env.step(1)
+    saved = write_checkpoint(tmp_path / "env.pt", to_plain({"env": env.checkpoint_state()}))
+    expected = _continue(env, [2, 3]) + [env.reset()[1]["sample_index"]]
+    fresh = RoutingEnv("synthetic-mtl", network=env.network, **kwargs)
+    fresh.restore_state(from_plain(read_checkpoint(saved))["env"])
+    assert _continue(fresh, [2, 3]) + [fresh.reset()[1]["sample_index"]] == expected
+
+    envs = RoutingVectorEnv(3, "synthetic-mtl", **kwargs)
+    envs.reset(seed=1)
+    envs.step(np.array([0, 1, 2]))
+    state = from_plain(to_plain(envs.checkpoint_state()))
+    after = [envs.step(np.array([3, 3, 3]))[0]["activation"] for _ in range(4)]
+    again = RoutingVectorEnv(3, "synthetic-mtl", network=envs.network, **kwargs)
+    again.restore_state(state)
+    np.testing.assert_array_equal(again.observe()[1]["path"][:, 0], [0, 1, 2])
+    for expected_obs in after:
+        np.testing.assert_array_equal(
+            again.step(np.array([3, 3, 3]))[0]["activation"], expected_obs
+        )
