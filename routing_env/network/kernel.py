@@ -83,7 +83,9 @@ class GroupedBanks:
     ``load_state_dict(assign=True)``, a copy), its bank is stacked again from them on first use.
     """
 
-    def __init__(self, banks: list[list[nn.Linear]], relu: list[bool], identity: list[bool]):
+    def __init__(
+        self, banks: list[list[nn.Linear]], relu: list[bool], identity: list[bool]
+    ) -> None:
         self.banks = banks
         self.relu = relu
         self.identity = identity

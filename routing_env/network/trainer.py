@@ -48,15 +48,6 @@ from routing_env.network.kernel import GroupLayout, Leaf, Product, backward_step
 if TYPE_CHECKING:
     from routing_env.network.model import RoutedNetwork
 
-OptimizerFactory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
-
-_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "sgd": torch.optim.SGD,
-    "adam": torch.optim.Adam,
-    "rmsprop": torch.optim.RMSprop,
-    "adagrad": torch.optim.Adagrad,
-}
-
 
 def reference_update(
     network: RoutedNetwork,
@@ -66,12 +57,16 @@ def reference_update(
     routes: torch.Tensor | np.ndarray,
     weights: torch.Tensor | None = None,
 ) -> float:
-    """One module update written plainly with autograd (``001`` Algorithm 2 step 3).
+    """One module update written plainly with autograd: ``001`` Algorithm 2 step 3.
 
-    Forward the routes (``(batch, max_depth)``, padded with ``-1``), take each sample's loss,
-    average them (``mean(weights * losses)`` with route weights), backward, and step the
-    network's optimizer. A module that no route of weight > 0 went through gets no gradient, so
-    not even an adaptive optimizer's state moves it. Returns the loss.
+    The seed's step: "compute the loss L(y_hat, y) between prediction y_hat and ground truth
+    y and backpropagate along the function blocks on the selected route to train their
+    parameters", here on a batch of finished routes: forward the routes (``(batch,
+    max_depth)``, padded with ``-1``), take each sample's loss, average them (with route
+    weights ``mean(weights * losses)``, the exploration squashing of ``000`` eq. 7.4),
+    backward, and step the network's optimizer. A module that no route of weight > 0 went
+    through gets no gradient, so not even an adaptive optimizer's state moves it. Returns the
+    loss.
 
     :meth:`ModuleTrainer.update` takes the same step (and counts it, and calls the update
     hooks); this is its specification, not the path training uses.
@@ -87,6 +82,16 @@ def reference_update(
     network._drop_unrouted_gradients(host_indices(routes)[trained], host_indices(task)[trained])
     network.optimizer.step()
     return loss.item()
+
+
+OptimizerFactory = Callable[[list[nn.Parameter], float], torch.optim.Optimizer]
+
+_OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "sgd": torch.optim.SGD,
+    "adam": torch.optim.Adam,
+    "rmsprop": torch.optim.RMSprop,
+    "adagrad": torch.optim.Adagrad,
+}
 
 
 class ModuleTrainer:
