@@ -88,6 +88,27 @@ def restore_generator(rng: np.random.Generator, state: Mapping[str, Any]) -> Non
     rng.bit_generator.state = from_plain(dict(state))
 
 
+def network_state(network: Any) -> dict[str, Any]:
+    """A routed network's parameters, module trainer (optimizer, update count, queued routes)
+    and selection window, as plain values and tensors."""
+    return {
+        "parameters": {k: v.detach().cpu() for k, v in network.state_dict().items()},
+        "trainer": network.trainer_state(),
+        "selection_history": to_plain(network.selection_history.state_dict()),
+    }
+
+
+def restore_network(network: Any, state: Mapping[str, Any]) -> None:
+    """Load a :func:`network_state` into a network of the same structure, in place."""
+    try:
+        network.load_state_dict(state["parameters"])
+    except RuntimeError as error:
+        first = str(error).strip().splitlines()[0]
+        raise CheckpointError(f"the checkpoint's network has another structure ({first})") from None
+    network.load_trainer_state(state["trainer"])
+    network.selection_history.load_state_dict(from_plain(state["selection_history"]))
+
+
 def write_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> str:
     """Write ``payload`` (plain values and tensors, see :func:`to_plain`) to ``path``
     atomically; returns the path."""

@@ -134,6 +134,41 @@ class ModuleTrainer:
 
     # ------------------------------------------------------------------ the queue
 
+    def trainer_state(self) -> dict[str, Any]:
+        """What the trainer needs to continue exactly: the optimizer's state, the update count
+        and the queued routes (joined into one batch of tensors)."""
+        pending = None
+        if self._pending:
+            columns = zip(*(queued[:4] for queued in self._pending), strict=True)
+            x, task, y, routes = (torch.cat(parts).detach().cpu() for parts in columns)
+            weights = self._joined_pending_weights()
+            pending = {
+                "x": x,
+                "task": task,
+                "y": y,
+                "routes": routes,
+                "weights": None if weights is None else weights.detach().cpu(),
+            }
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "num_updates": int(self.num_updates),
+            "pending": pending,
+        }
+
+    def load_trainer_state(self, state: dict[str, Any]) -> None:
+        """Continue from a :meth:`trainer_state` (the parameters are loaded separately)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = int(state["num_updates"])
+        pending = state["pending"]
+        self._pending = []
+        self._pending_count = 0
+        if pending is not None:
+            device = self.device
+            queued = [pending[key].to(device) for key in ("x", "task", "y", "routes")]
+            weights = pending["weights"]
+            self._pending = [(*queued, None if weights is None else weights.to(device))]
+            self._pending_count = int(queued[0].shape[0])
+
     @property
     def pending_routes(self) -> int:
         """Finished routes waiting for the next module update."""
