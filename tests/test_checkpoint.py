@@ -132,3 +132,43 @@ def test_env_states_continue_the_sample_stream_and_the_route_in_flight(tmp_path)
         np.testing.assert_array_equal(
             again.step(np.array([3, 3, 3]))[0]["activation"], expected_obs
         )
+
+
+def _route_randomly(env, rng, routes):
+    for _ in range(routes):
+        _, info = env.reset()
+        done = False
+        while not done:
+            allowed = np.flatnonzero(info["action_mask"])
+            _, _, done, _, info = env.step(int(rng.choice(allowed)))
+
+
+def test_network_and_env_state_resume_training_bit_for_bit(tmp_path):
+    from routing_env import RoutingEnv
+    from routing_env.checkpoint import network_state, restore_network
+
+    kwargs = {"dataset_options": SMALL, "module_batch_size": 16, "collaboration_reward": 0.3}
+    env = RoutingEnv("synthetic-mtl", **kwargs)
+    env.reset(seed=2)
+    rng = np.random.default_rng(0)
+    _route_randomly(env, rng, 37)  # 2 updates, 5 routes queued
+    assert env.network.pending_routes == 5
+    saved = write_checkpoint(
+        tmp_path / "run.pt",
+        {"network": network_state(env.network), "env": to_plain(env.checkpoint_state())},
+    )
+    rng_state = rng.bit_generator.state
+    _route_randomly(env, rng, 40)
+    expected = [p.detach().clone() for p in env.network.parameters()]
+
+    fresh = RoutingEnv("synthetic-mtl", **kwargs)
+    content = read_checkpoint(saved)
+    restore_network(fresh.network, content["network"])
+    fresh.restore_state(from_plain(content["env"]))
+    assert fresh.network.pending_routes == 5 and fresh.network.num_updates == 2
+    rng = np.random.default_rng(0)
+    rng.bit_generator.state = rng_state
+    _route_randomly(fresh, rng, 40)
+    assert fresh.network.num_updates == env.network.num_updates
+    for mine, theirs in zip(fresh.network.parameters(), expected, strict=True):
+        assert torch.equal(mine, theirs)
