@@ -304,7 +304,7 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
         """
         if action == self.extra_action:
             return h
-        layer = self._bank_of(depth)
+        layer = 0 if self.routing == "recurrent" else depth
         if self.device.type != "cpu":
             with torch.no_grad():
                 h_tensor = torch.from_numpy(h).to(self.device).unsqueeze(0)
