@@ -192,6 +192,18 @@ def test_masked_sampling_from_the_observation() -> None:
     assert book.routes > 100 and book.invalid == 0
 
 
+def test_sync_sub_envs_share_a_network_only_when_given_one() -> None:
+    """``gym.make_vec`` calls ``gym.make`` once per sub-env: each builds its own network and
+    trains its modules on its own routes, unless ``network=`` hands them one (in process:
+    "sync"; "async" workers would each get a pickled copy)."""
+    own = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync")
+    networks = [env.unwrapped.network for env in own.envs]
+    assert networks[0] is not networks[1]
+    shared = networks[0]
+    envs = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode="sync", network=shared)
+    assert all(env.unwrapped.network is shared for env in envs.envs)
+
+
 def test_routing_vector_env_stacks_infos_like_sync_vector_env() -> None:
     """Our batched vector env declares SAME_STEP autoreset as Gymnasium's own do (attribute
     and metadata) and its infos have the keys and dtypes SyncVectorEnv's have."""
