@@ -22,7 +22,7 @@ from agents.architectures import (
     SingleAgent,
     collect_activations,
 )
-from agents.base import Agent, Episode
+from agents.base import Agent, Episode, route_path
 from agents.eps_reinforce import EpsilonReinforce
 from agents.factory import AGENT_NAMES, make_agent
 from agents.fixed import FixedRouter, RandomRouter
@@ -65,6 +65,7 @@ __all__ = [
     "make_agent",
     "make_population",
     "pretrain_modules",
+    "route_path",
     "run_episode",
     "save",
     "train",

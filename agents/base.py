@@ -82,6 +82,11 @@ class Episode:
         return out + final
 
 
+def route_path(info: Mapping[str, Any]) -> tuple[int, ...]:
+    """The actions of a route, from its info's ``path`` (padded with -1 after the route)."""
+    return tuple(int(action) for action in np.asarray(info["path"]) if action >= 0)
+
+
 class EpisodeBatch(Sequence[Episode]):
     """Finished routes as arrays, one row per route, padded after each route's last decision.
 

@@ -43,6 +43,7 @@ from agents.reinforce_approx import ReinforceApprox
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 from agents.wpl_approx import WPLApprox
+from routing_env.settings import router_defaults
 
 TABULAR: dict[str, Callable[..., Agent]] = {
     "wpl": WPL,
@@ -78,9 +79,11 @@ AGENT_NAMES: tuple[str, ...] = (
 def make_agent(name: str, env: Any, seed: int = 0, **options: Any) -> Agent:
     """The router called ``name`` sized for ``env`` (a routing env or its wrapper).
 
-    ``options`` go to the learning agent's constructor (e.g. ``lr=0.2``); offline dispatchers
-    are fitted on depth-0 activations of ``env`` here.
+    ``options`` go to the learning agent's constructor (e.g. ``lr=0.2``), over the defaults
+    that :data:`routing_env.settings.ROUTER_DEFAULTS` gives for ``name`` (those of ``routing-env
+    train``); offline dispatchers are fitted on depth-0 activations of ``env`` here.
     """
+    options = {**router_defaults(name), **options}
     base = env.unwrapped
     network = base.network
     num_tasks = base.dataset.num_tasks

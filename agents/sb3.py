@@ -37,7 +37,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
-from agents.base import Agent, Episode
+from agents.base import Agent, Episode, route_path
 from routing_env.env import RoutingEnv
 from routing_env.vector import RoutingVectorEnv
 
@@ -270,6 +270,21 @@ class SB3Router(Agent):
         """Not supported: train the model with ``model.learn(total_timesteps)``."""
         raise TypeError(_LEARN_WITH_SB3)
 
+    def frozen_copy(self) -> SB3Router:
+        """A router on a copy of the model's policy network, which later training leaves
+        unchanged (the snapshot of :class:`routing_env.metrics.ReturnDriftProbe`)."""
+        return SB3Router(_copy_sb3_policy(getattr(self.model, "policy", self.model)))
+
+
+
+def _copy_sb3_policy(policy: Any) -> Any:
+    """A copy of an SB3 policy network, rebuilt from its constructor parameters and weights
+    as SB3's own ``save`` does: a policy may hold tensors from its last forward pass, which
+    ``copy.deepcopy`` refuses."""
+    fresh = type(policy)(**policy._get_constructor_parameters())
+    fresh.load_state_dict(policy.state_dict())
+    fresh.set_training_mode(False)
+    return fresh.to(policy.device)
 
 
 _LEARN_WITH_SB3 = (
@@ -422,7 +437,7 @@ class ReplayStalenessCallback(BaseCallback):
             # The final reward alone: the probe pays no collaboration reward.
             reward = float(info["final_reward"])
             ends.append(
-                (int(info["sample_index"]), tuple(info["path"]), reward, activation, updates)
+                (int(info["sample_index"]), route_path(info), reward, activation, updates)
             )
         if ends:
             self._slots[slot] = ends

@@ -22,14 +22,15 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
-from agents.base import Agent, Episode, EpisodeBatch
+from agents.base import Agent, Episode, EpisodeBatch, route_path
+from routing_env.metrics import evaluation_indices
 
 
 def run_episode(
@@ -107,6 +108,7 @@ def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[
     return route_statistics(
         [episode.final_info for episode in routes],
         [sum(episode.rewards) for episode in routes],
+        [int(episode.observations[0]["task"]) for episode in routes],
         num_tasks=base.dataset.num_tasks,
         max_depth=network.max_depth,
         num_actions=network.num_actions,
@@ -114,28 +116,26 @@ def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[
     )
 
 
-def evaluation_indices(num_samples: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices of ``num_samples`` samples: the samples an evaluation
-    routes, the same at every call, every task represented."""
-    return np.linspace(0, num_samples - 1, num=count).round().astype(int)
-
-
 def route_statistics(
     final_infos: list[Mapping[str, Any]],
     returns: list[float],
+    tasks: Sequence[int],
     num_tasks: int,
     max_depth: int,
     num_actions: int,
     recurrent: bool,
 ) -> dict[str, Any]:
-    """Accuracy, selection entropy, modules in use and routing map of finished routes."""
-    tasks = np.array([info["task"] for info in final_infos])
+    """Accuracy, selection entropy, modules in use and routing map of finished routes
+    (``final_infos``, with each route's return and task)."""
+    tasks = np.asarray(tasks, dtype=np.int64)
     correct = np.array([bool(info["correct"]) for info in final_infos])
+    # Routes ended by a masked action made no prediction and have no loss (-1).
     losses = np.array([info["loss"] for info in final_infos], dtype=float)
+    losses = losses[losses >= 0]
     counts = np.zeros((num_tasks, max_depth, num_actions), dtype=np.int64)
-    for info in final_infos:
-        for depth, action in enumerate(info["path"][:max_depth]):
-            counts[info["task"], depth, action] += 1
+    for info, task in zip(final_infos, tasks.tolist(), strict=True):
+        for depth, action in enumerate(route_path(info)[:max_depth]):
+            counts[task, depth, action] += 1
     per_task = [
         float(correct[tasks == t].mean()) if np.any(tasks == t) else float("nan")
         for t in range(num_tasks)
@@ -151,7 +151,7 @@ def route_statistics(
         "accuracy": float(correct.mean()) if len(correct) else float("nan"),
         "per_task_accuracy": per_task,
         "mean_reward": float(np.mean(returns)) if returns else float("nan"),
-        "mean_loss": float(np.nanmean(losses)) if np.any(np.isfinite(losses)) else float("nan"),
+        "mean_loss": float(losses.mean()) if len(losses) else float("nan"),
         "route_entropy": selection_entropy(per_depth),
         "modules_used": modules_used,
         "routing_map": routing_map.tolist(),

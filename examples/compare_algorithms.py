@@ -4,10 +4,10 @@ Trains, on the same environment settings and seeds, WPL (tabular, per task), Q-l
 (tabular), Q-learning with an MLP, REINFORCE with an MLP (the four of ``001`` figure 4), plus
 Monte Carlo advantage learning (tabular) and advantage actor-critic (MLP, ``000`` 7.1), with the
 environment and router settings of ``routing-env train``, through
-:func:`routing_env.compare.compare` (the ``routing-env compare`` command). Writes to ``--out``
-``results.md`` (test accuracy, mean and 95% confidence interval over seeds, selection entropy,
-modules used, time), ``learning_curves.png``, ``entropy_curves.png``, ``routing_maps.png`` and
-one log folder per run.
+:func:`routing_env.experiments.compare.compare` (the ``routing-env compare`` command). Writes
+to ``--out`` ``results.md`` (test accuracy, mean and 95% confidence interval over seeds,
+selection entropy, modules used, time), ``learning_curves.png``, ``entropy_curves.png``,
+``routing_maps.png`` and one log folder per run.
 
 Run: ``python examples/compare_algorithms.py --episodes 100000 --seeds 3 --out runs/compare``
 (the same as ``routing-env compare --methods wpl,q,q-approx,reinforce-approx,advantage,
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from routing_env.compare import compare, results_table
+from routing_env.experiments.compare import compare, results_table
 
 ALGORITHMS = ("wpl", "q", "q-approx", "reinforce-approx", "advantage", "actor-critic")
 

@@ -10,12 +10,12 @@ test accuracy and selection entropy (mean ± std over seeds) and writes, to ``--
 * ``table.md`` and ``summary.json``: the table and every run's final figures;
 * ``<suite>/accuracy_by_population.png``: mean test accuracy over training per population;
 * ``<suite>/<population>/seed<S>/results.json`` for every run, and for the first seed the
-  figures of :func:`agents.multiagent.plot_multiagent` (each agent's policy at one depth over
-  time, the probability every agent puts on one module, the routing map, the path overlap
-  between tasks, selection entropy, per-agent accuracy).
+  figures of :func:`routing_env.experiments.multiagent_plots.plot_multiagent` (each agent's
+  policy at one depth over time, the probability every agent puts on one module, the routing
+  map, the path overlap between tasks, selection entropy, per-agent accuracy).
 
-Defaults: the settings of ``routing-env train`` (``routing_env.cli.TRAIN_DEFAULTS``): reward
-``+-1``, module lr 0.3, WPL ``lr=0.5`` (in single-agent runs these break the routing symmetry on
+Defaults: the settings of ``routing-env train`` (:mod:`routing_env.settings`): reward ``+-1``,
+module lr 0.3, WPL ``lr=0.5`` (in single-agent runs these break the routing symmetry on
 DigitsMTL within about 100k routes); Q-learning and REINFORCE with their defaults.
 ``--episodes`` counts game rounds; each round routes one sample per task (ten on DigitsMTL), so
 20,000 rounds give every router 20,000 routes (about a minute per run on one core).
@@ -41,12 +41,12 @@ import torch  # noqa: E402
 from agents.multiagent import (  # noqa: E402
     evaluate_multiagent,
     make_population,
-    plot_multiagent,
     train_multiagent,
     write_multiagent_results,
 )
 from routing_env import routing_game_v0  # noqa: E402
 from routing_env.datasets.suites import FASHION_DIR  # noqa: E402
+from routing_env.experiments.multiagent_plots import plot_multiagent  # noqa: E402
 
 POPULATIONS = {
     "wpl": ["wpl"] * 10,

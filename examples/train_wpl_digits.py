@@ -4,7 +4,7 @@ Ten tabular WPL agents (one table per task, keyed by depth; ``001`` Algorithm 3 
 original weighting) route DigitsMTL samples through 3 routed layers of 10 modules. The modules
 start untrained and the policies uniform, so the routers must first break a symmetry:
 ``001`` Table 2 shows MNIST-MTL at its 90% majority rate for five epochs. The defaults here are
-the settings of ``routing-env train --agent wpl`` (see ``routing_env.cli.TRAIN_DEFAULTS``).
+the settings of ``routing-env train --agent wpl`` (see :mod:`routing_env.settings`).
 
 Run: ``python examples/train_wpl_digits.py --episodes 200000 --out runs/wpl_digits``
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import argparse
 
-from routing_env.cli import main
+from routing_env.experiments.cli import main
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

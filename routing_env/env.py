@@ -2,75 +2,38 @@
 
 from __future__ import annotations
 
-import functools
-import math
-import numbers
 import os
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from gymnasium import spaces
 
-from routing_env.datasets import MultiTaskDataset, load_suite
-from routing_env.network import RoutedNetwork
-from routing_env.rewards import (
-    FINAL_REWARDS,
-    SelectionHistory,
-    final_reward,
-    invalid_action_reward,
+from routing_env.datasets import MultiTaskDataset
+from routing_env.mdp import (
+    INVALID_ACTION_MODES,
+    NETWORK_KEYWORDS,
+    SAMPLE_ORDERS,
+    RoutingMDP,
+    SampleStream,
+    describe_route,
+    resolve_dataset,
+    squash_weight,
 )
 
-INVALID_ACTION_MODES = ("end", "raise")
-SAMPLE_ORDERS = ("shuffle", "sequential")
+__all__ = [
+    "INVALID_ACTION_MODES",
+    "NETWORK_KEYWORDS",
+    "SAMPLE_ORDERS",
+    "RoutingEnv",
+    "describe_route",
+    "resolve_dataset",
+    "squash_weight",
+]
 
-# Keywords that describe the network; with `network=` they belong to that network already.
-_NETWORK_KEYWORDS = (
-    "routing",
-    "num_modules",
-    "max_depth",
-    "hidden_dim",
-    "trunk",
-    "readout",
-    "module_lr",
-    "module_optimizer",
-    "module_batch_size",
-    "device",
-)
+_NAMES = ("",)
 
 
-def resolve_dataset(
-    dataset: str | os.PathLike | MultiTaskDataset,
-    data_dir: str | os.PathLike | None = None,
-    dataset_options: dict[str, Any] | None = None,
-) -> MultiTaskDataset:
-    """A ``MultiTaskDataset`` from a suite name, an ``.npz`` path or a dataset object."""
-    if isinstance(dataset, MultiTaskDataset):
-        return dataset
-    if isinstance(dataset, (str, os.PathLike)):
-        text = os.fspath(dataset)
-        if text.endswith(".npz") or os.path.sep in text:
-            return MultiTaskDataset.from_npz(text)
-        options = tuple(sorted((dataset_options or {}).items()))
-        data_dir = None if data_dir is None else os.fspath(data_dir)
-        return _cached_suite(text, data_dir, options)
-    raise TypeError(
-        "dataset must be a suite name, a path to an .npz file or a MultiTaskDataset, "
-        f"not {type(dataset).__name__}"
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _cached_suite(
-    name: str, data_dir: str | None, options: tuple[tuple[str, Any], ...]
-) -> MultiTaskDataset:
-    """Suites are built once per process: a train and a test env share the arrays."""
-    return load_suite(name, data_dir=data_dir, **dict(options))
-
-
-class RoutingEnv(gym.Env):
+class RoutingEnv(RoutingMDP, gym.Env):
     """Route one sample at a time through trainable modules; the agent is the router.
 
     ## Description
@@ -100,12 +63,24 @@ class RoutingEnv(gym.Env):
 
     ## Observation Space
 
-    ``Dict(activation=Box(-inf, inf, (activation_dim,), float32), task=Discrete(num_tasks),
-    depth=Discrete(max_depth + 1))``. ``activation`` is the current activation (after the
-    trunk, then after each applied module), zero-padded to ``activation_dim``, the largest
-    activation size in the network; in the terminal observation it holds the route's output
-    (logits). ``task`` is the sample's task id (0 in single-task data), ``depth`` the number of
-    decisions made.
+    By default ``Dict(activation=Box(-inf, inf, (activation_dim,), float32),
+    task=Discrete(num_tasks), depth=Discrete(max_depth + 1))``. ``activation`` is the current
+    activation (after the trunk, then after each applied module), zero-padded to
+    ``activation_dim``, the largest activation size in the network; in the terminal observation
+    it holds the route's output (logits). ``task`` is the sample's task id (0 in single-task
+    data), ``depth`` the number of decisions made.
+
+    Two options reshape it, for libraries whose default encoders take no ``Dict`` or that read
+    the action mask from the observation:
+
+    * ``flatten_observation=True``: one ``Box`` of shape
+      ``(activation_dim + num_tasks + max_depth + 1,)`` float32, activation ⊕ one-hot(task) ⊕
+      one-hot(depth); bounds ``(-inf, inf)`` on the activation, ``[0, 1]`` on the one-hots.
+    * ``mask_in_observation=True``: the action mask joins the observation under
+      ``"action_mask"``, as ``Box(0, 1, (num_actions,), int8)`` (PettingZoo's classic games'
+      convention); with ``flatten_observation`` too, the observation is
+      ``Dict(observation=Box, action_mask=Box)``. The terminal observation's mask marks every
+      action: a masked sampler can draw from it, and no action taken on it has an effect.
 
     ## Rewards
 
@@ -131,11 +106,20 @@ class RoutingEnv(gym.Env):
 
     Terminated when the route ends: after ``max_depth`` decisions (layered), on ⊥ or after
     ``max_depth`` modules (recurrent), or on an invalid action under ``"end"``. Never
-    truncated. The last ``info`` holds ``correct``, ``loss``, ``prediction``, ``label``,
-    ``task``, ``path`` (tuple of actions), ``sample_index``, ``final_reward`` (the final reward
-    alone, without the last step's collaboration reward) and ``invalid_action``; for
-    regression ``correct`` is ``None``; for an invalid-action route ``prediction`` is ``None``
-    and ``loss`` is ``nan`` (no prediction was made). Stepping after the end raises.
+    truncated. Stepping after the end raises.
+
+    ## Info
+
+    Every info, from :meth:`reset`, every step and the route's end, has the same keys with the
+    same types (DESIGN 3.1, :mod:`routing_env.mdp`): ``action_mask``, ``route_done``,
+    ``correct``, ``loss``, ``prediction``, ``label``, ``path`` (int64 ``(max_depth,)``, the
+    actions so far padded with -1), ``sample_index``, ``final_reward`` (the final reward alone,
+    without the last step's collaboration reward) and ``invalid_action``. Until
+    ``route_done`` the end-of-route fields hold "not final" values (``loss=-1.0``,
+    ``prediction=-1``, ``label=-1``, ``final_reward=0.0``); an invalid-action route ends with
+    ``invalid_action=True``, ``loss=-1.0`` and ``prediction=-1`` (no prediction was made).
+    Regression: ``correct`` is always ``False``, ``prediction`` and ``label`` are float32
+    arrays. The task is in the observation, not in the info.
 
     ## Arguments
 
@@ -159,9 +143,10 @@ class RoutingEnv(gym.Env):
     * ``invalid_action``: ``"end"`` (default) or ``"raise"``.
     * ``invalid_action_loss``: the loss charged for an invalid action under ``"neg_loss"``
       (default 10).
-    * ``module_lr`` (default 0.1), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
+    * ``module_lr`` (default 0.3), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
       ``"rmsprop"``, ``"adagrad"`` or a callable), ``module_batch_size`` (finished routes per
-      module update, default 16).
+      module update, default 16). The defaults live in :mod:`routing_env.settings`, with the
+      measurements that chose them.
     * ``train_modules``: train the modules on this environment's routes (default ``True`` for
       ``split="train"``, ``False`` for ``"test"``). ``False`` makes the MDP stationary (the
       control condition of DESIGN 6); the attribute may be switched later, e.g. to freeze
@@ -177,6 +162,8 @@ class RoutingEnv(gym.Env):
       must then be left unset.
     * ``sample_order``: ``"shuffle"`` or ``"sequential"``.
     * ``device``: torch device of the network (default ``"cpu"``).
+    * ``flatten_observation``: one ``Box`` observation (see Observation Space).
+    * ``mask_in_observation``: the action mask in the observation (see Observation Space).
     * ``render_mode``: ``None`` or ``"ansi"`` (a text line showing the route so far).
     """
 
@@ -185,342 +172,119 @@ class RoutingEnv(gym.Env):
     def __init__(
         self,
         dataset: str | os.PathLike | MultiTaskDataset = "digits-mtl",
-        data_dir: str | os.PathLike | None = None,
-        split: str = "train",
-        routing: str | None = None,
-        num_modules: int | None = None,
-        max_depth: int | None = None,
-        hidden_dim: int | None = None,
-        reward: str | None = None,
-        collaboration_reward: float = 0.0,
-        collaboration_window: int = 1000,
-        invalid_action: str = "end",
-        invalid_action_loss: float = 10.0,
-        module_lr: float | None = None,
-        module_optimizer: str | Any | None = None,
-        module_batch_size: int | None = None,
-        train_modules: bool | None = None,
-        network: RoutedNetwork | None = None,
-        device: str | torch.device | None = None,
-        trunk: str | torch.nn.Module | None = None,
-        readout: str | None = None,
-        sample_order: str | None = None,
-        dataset_options: dict[str, Any] | None = None,
+        *,
         render_mode: str | None = None,
-        squash_kappa: float = 0.0,
+        **kwargs: Any,
     ) -> None:
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-        if invalid_action not in INVALID_ACTION_MODES:
-            raise ValueError(
-                f"invalid_action must be one of {INVALID_ACTION_MODES}, got {invalid_action!r}"
-            )
-        if not -1.0 <= collaboration_reward <= 1.0:
-            raise ValueError(
-                f"collaboration_reward (rho) must lie in [-1, 1], got {collaboration_reward}"
-            )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        if not (isinstance(squash_kappa, numbers.Real) and 0.0 <= squash_kappa < math.inf):
-            raise ValueError(f"squash_kappa must be a finite number >= 0, got {squash_kappa!r}")
-
-        self.dataset = resolve_dataset(dataset, data_dir, dataset_options)
-        self.split = split
-        regression = self.dataset.task_type == "regression"
-        self.reward_kind = (
-            reward if reward is not None else ("neg_loss" if regression else "correct")
-        )
-        if self.reward_kind not in FINAL_REWARDS:
-            raise ValueError(f"reward must be one of {FINAL_REWARDS}, got {reward!r}")
-        if regression and self.reward_kind == "correct":
-            raise ValueError(
-                "a regression dataset has no correct/wrong outcome: use reward='neg_loss'"
-            )
-
-        network_options = {
-            "routing": routing,
-            "num_modules": num_modules,
-            "max_depth": max_depth,
-            "hidden_dim": hidden_dim,
-            "trunk": trunk,
-            "readout": readout,
-            "module_lr": module_lr,
-            "module_optimizer": module_optimizer,
-            "module_batch_size": module_batch_size,
-            "device": device,
-        }
-        if network is None:
-            self.network = self._build_network(network_options)
-            self._owns_network = True
-        else:
-            given = [name for name in _NETWORK_KEYWORDS if network_options[name] is not None]
-            if given:
-                raise ValueError(
-                    f"network= was given, so {', '.join(given)} cannot be set here: "
-                    "they are properties of that network"
-                )
-            self._check_compatible(network)
-            self.network = network
-            self._owns_network = False
-
-        self.train_modules = (split == "train") if train_modules is None else bool(train_modules)
-        self.sample_order = sample_order or ("shuffle" if split == "train" else "sequential")
-        if self.sample_order not in SAMPLE_ORDERS:
-            raise ValueError(f"sample_order must be one of {SAMPLE_ORDERS}, got {sample_order!r}")
-        self.invalid_action = invalid_action
-        self.invalid_action_loss = float(invalid_action_loss)
-        self.collaboration_reward = float(collaboration_reward)
-        self.squash_kappa = float(squash_kappa)
-        if not hasattr(self.network, "selection_history"):
-            layers = 1 if self.network.routing == "recurrent" else self.network.max_depth
-            # Kept on the network so every env sharing the modules sees the same statistics.
-            self.network.selection_history = SelectionHistory(
-                layers, self.network.num_actions, collaboration_window
-            )
+        RoutingMDP.__init__(self, dataset, **kwargs)
         self.render_mode = render_mode
-
-        data = self.dataset.split(split)
-        device = self.network.device
-        self._x = torch.as_tensor(data.x, device=device)
-        self._task = data.task
-        self._task_tensor = torch.as_tensor(data.task, device=device)
-        self._y = data.y
-        self._y_tensor = torch.as_tensor(data.y, device=device)
-        self.num_samples = len(data)
+        self.action_space = self._route_action_space()
+        self.observation_space = self._route_observation_space()
 
         net = self.network
-        self.action_space = spaces.Discrete(net.num_actions)
-        self.observation_space = spaces.Dict(
-            {
-                "activation": spaces.Box(
-                    -np.inf, np.inf, shape=(net.activation_dim,), dtype=np.float32
-                ),
-                "task": spaces.Discrete(self.dataset.num_tasks),
-                "depth": spaces.Discrete(net.max_depth + 1),
-            }
-        )
-
-        self._order = np.arange(self.num_samples)
-        self._position = self.num_samples  # forces a fresh order on the first reset
+        self._stream = SampleStream(np.arange(self.num_samples), self.sample_order == "shuffle")
         self._route_active = False
         self._ended = False
         self._h = np.zeros(0, dtype=np.float32)
         self._depth = 0
-        self._path: list[int] = []
+        self._path = np.full(net.max_depth, -1, dtype=np.int64)
+        self._length = 0
         self._index = -1
         self._last_info: dict[str, Any] = {}
         # Exploration marks (mark_exploratory): the next decision's, and the route's count.
         self._next_exploratory = False
         self._exploratory_count = 0
 
-    # ------------------------------------------------------------------ construction
-
-    def _build_network(self, options: dict[str, Any]) -> RoutedNetwork:
-        dataset = self.dataset
-        defaults = {
-            "routing": "layered",
-            "num_modules": dataset.num_tasks,
-            "max_depth": 3,
-            "hidden_dim": 64,
-            "trunk": "conv" if len(dataset.input_shape) == 3 else "none",
-            "readout": "shared",
-            "module_lr": 0.1,
-            "module_optimizer": "sgd",
-            "module_batch_size": 16,
-            "device": "cpu",
-        }
-        chosen = {
-            name: defaults[name] if value is None else value for name, value in options.items()
-        }
-        return RoutedNetwork(
-            dataset.input_shape,
-            dataset.num_tasks,
-            dataset.num_outputs,
-            task_type=dataset.task_type,
-            seed=0,
-            **chosen,
-        )
-
-    def _check_compatible(self, network: RoutedNetwork) -> None:
-        dataset = self.dataset
-        expected = {
-            "input_shape": tuple(dataset.input_shape),
-            "num_tasks": dataset.num_tasks,
-            "num_outputs": dataset.num_outputs,
-            "task_type": dataset.task_type,
-        }
-        for name, value in expected.items():
-            if getattr(network, name) != value:
-                raise ValueError(
-                    f"network= does not fit dataset {dataset.name!r}: the network's {name} is "
-                    f"{getattr(network, name)!r}, the dataset needs {value!r}"
-                )
-
     # ------------------------------------------------------------------ gym API
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
         if seed is not None:
-            self._position = self.num_samples
-            if self._owns_network and self.network.num_updates == 0:
-                self.network.reset_parameters(seed)
-                self.network.selection_history.clear()
+            self._reseed(seed, [self._stream])
         if options and "sample_index" in options:
-            index = int(options["sample_index"])
-            if not 0 <= index < self.num_samples:
-                raise ValueError(
-                    f"sample_index {index} is outside the {self.split} split "
-                    f"(0..{self.num_samples - 1})"
-                )
+            index = self._check_sample_index(options["sample_index"])
         else:
-            index = self._next_index()
+            index = int(self._stream.take(1, self.np_random)[0])
         self._index = index
         self._h = self.network.embed_sample(self._x[index])
         self._depth = 0
-        self._path = []
+        self._path.fill(-1)
+        self._length = 0
         self._next_exploratory = False
         self._exploratory_count = 0
         self._route_active = True
         self._ended = False
-        info = {
-            "action_mask": self.network.action_mask(0).copy(),
-            "task": int(self._task[index]),
-            "sample_index": index,
-        }
-        self._last_info = info
-        return self._observation(self._h), info
+        mask = self._masks[0]
+        self._last_info = self._route_info(mask, self._path, index)
+        return self._observe(self._h, mask), dict(self._last_info)
 
-    def _next_index(self) -> int:
-        if self._position >= self.num_samples:
-            self._position = 0
-            if self.sample_order == "shuffle":
-                self._order = self.np_random.permutation(self.num_samples)
-        index = int(self._order[self._position])
-        self._position += 1
-        return index
-
-    def step(self, action: Any) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         if not self._route_active:
             if self._ended:
                 raise RuntimeError(
                     "step() called after the route ended (terminated=True); call reset() first"
                 )
             raise RuntimeError("step() called before reset()")
-        action = self._check_action(action)
+        actions = self._check_actions((action,), _NAMES)
+        action = int(actions[0])
         self._exploratory_count += self._next_exploratory
         self._next_exploratory = False
         net = self.network
-        mask = net.action_mask(self._depth)
-        if not mask[action]:
-            if self.invalid_action == "raise":
-                raise ValueError(
-                    f"action {action} is masked at depth {self._depth}: allowed actions are "
-                    f"{np.flatnonzero(mask).tolist()} (action_mask={mask.tolist()})"
-                )
-            return self._end_invalid(action)
+        depth = self._depth
+        allowed = self._allowed[depth, actions]
+        if not allowed[0]:
+            self._refuse_masked(allowed, np.array([depth]), actions, _NAMES)
+            self._path[self._length] = action
+            self._length += 1
+            return self._end(reward=0.0, outputs=None)
 
-        reward = 0.0
-        layer = 0 if net.routing == "recurrent" else self._depth
-        if action != net.extra_action:
-            history = net.selection_history
-            if self.collaboration_reward:
-                reward += (
-                    self.collaboration_reward / net.max_depth * history.frequency(layer, action)
-                )
-            if self.train_modules:
-                history.record(layer, action)
-        self._path.append(action)
-        stop = net.routing == "recurrent" and action == net.extra_action
+        reward = float(self._collaboration_rewards(actions, depth, None)[0])
+        self._path[self._length] = action
+        self._length += 1
+        stop = self._recurrent and action == self._extra
         if not stop:
-            self._h = net.step_sample(self._h, self._depth, action)
+            self._h = net.step_sample(self._h, depth, action)
             self._depth += 1
         if stop or self._depth == net.max_depth:
-            return self._finish(reward)
-        info = {"action_mask": net.action_mask(self._depth).copy()}
-        self._last_info = info
-        return self._observation(self._h), reward, False, False, info
+            task = int(self._task[self._index])
+            return self._end(reward, net.outputs_sample(self._h, task))
+        mask = self._masks[self._depth]
+        self._last_info = self._route_info(mask, self._path, self._index)
+        return self._observe(self._h, mask), reward, False, False, dict(self._last_info)
 
-    def _check_action(self, action: Any) -> int:
-        try:
-            value = int(action)
-        except (TypeError, ValueError):
-            raise ValueError(f"action must be an integer, got {action!r}") from None
-        if value != action or not 0 <= value < self.action_space.n:
-            raise ValueError(
-                f"action {action!r} is outside the action space Discrete({self.action_space.n})"
-            )
-        return value
-
-    def _finish(self, reward: float) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        net = self.network
-        index = self._index
-        task = int(self._task[index])
-        outputs = net.outputs_sample(self._h, task)
-        loss, prediction, correct, label, final = judge_sample(
-            net, outputs, self._y[index], self.reward_kind
+    def _end(
+        self, reward: float, outputs: np.ndarray | None
+    ) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """End the route: judged on ``outputs``, or ended by a masked action (``None``)."""
+        columns = self._end_routes(
+            np.array([self._index]),
+            self._path[None],
+            np.array([self._length]),
+            np.zeros((0, 0), dtype=np.float32) if outputs is None else outputs[None],
+            judged=None if outputs is not None else np.zeros(1, dtype=bool),
+            exploratory=np.array([self._exploratory_count]) if self.squash_kappa else None,
         )
-        if self.train_modules:
-            padding = [-1] * (net.max_depth - len(self._path))
-            route = torch.tensor([self._path + padding], dtype=torch.long, device=net.device)
-            weights = None
-            if self.squash_kappa:
-                alpha = squash_weight(self._exploratory_count, len(self._path), self.squash_kappa)
-                weights = torch.tensor([float(alpha)], device=net.device)
-            net.add_routes(
-                self._x[index : index + 1],
-                self._task_tensor[index : index + 1],
-                self._y_tensor[index : index + 1],
-                route,
-                weights=weights,
-            )
-        info = self._end_info(correct, loss, prediction, label, final, invalid=False)
-        return self._observation(outputs), reward + final, True, False, info
-
-    def _end_invalid(self, action: int) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
-        self._path.append(action)
-        label = self._y[self._index]
-        if self.network.task_type == "classification":
-            label = int(label)
-        final = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
-        info = self._end_info(False, float("nan"), None, label, final, invalid=True)
-        return self._observation(self._h), final, True, False, info
-
-    def _end_info(
-        self,
-        correct: bool | None,
-        loss: float,
-        prediction: Any,
-        label: Any,
-        final: float,
-        invalid: bool,
-    ) -> dict[str, Any]:
         self._route_active = False
         self._ended = True
-        info = {
-            "action_mask": self.network.action_mask(self.network.max_depth).copy(),
-            "correct": correct,
-            "loss": loss,
-            "prediction": prediction,
-            "label": label,
-            "task": int(self._task[self._index]),
-            "path": tuple(self._path),
-            "sample_index": self._index,
-            "final_reward": final,
-            "invalid_action": invalid,
-        }
-        self._last_info = info
-        return info
+        self._last_info = self._info_row(columns, 0)
+        final = self._last_info["final_reward"]
+        h = self._h if outputs is None else outputs
+        observation = self._observe(h, self._terminal_mask, depth=self._length)
+        return observation, reward + final, True, False, dict(self._last_info)
 
-    def _observation(self, h: np.ndarray) -> dict[str, Any]:
+    def _observe(self, h: np.ndarray, mask: np.ndarray, depth: int | None = None) -> Any:
         activation = np.zeros(self.network.activation_dim, dtype=np.float32)
         activation[: h.shape[0]] = h
-        return {
-            "activation": activation,
-            "task": int(self._task[self._index]),
-            "depth": len(self._path) if self._ended else self._depth,
-        }
+        return self._observation(
+            activation,
+            int(self._task[self._index]),
+            self._depth if depth is None else depth,
+            mask.copy(),
+        )
 
     def mark_exploratory(self, explored: bool = True) -> None:
         """Tell the environment whether the action the next :meth:`step` receives was
@@ -544,7 +308,7 @@ class RoutingEnv(gym.Env):
     def action_masks(self) -> np.ndarray:
         """Boolean mask of the allowed actions in the current state (for MaskablePPO)."""
         mask = self._last_info.get("action_mask")
-        return (self.network.action_mask(0) if mask is None else mask).astype(bool)
+        return (self._masks[0] if mask is None else mask).astype(bool)
 
     def render(self) -> str | None:
         """With ``render_mode="ansi"``: one line showing the current route."""
@@ -553,62 +317,8 @@ class RoutingEnv(gym.Env):
             return None
         return describe_route(
             self.network,
-            self._path,
+            self._path[: self._length].tolist(),
             self._index,
             int(self._task[self._index]),
             self._last_info if self._ended else None,
         )
-
-
-def squash_weight(exploratory: Any, length: Any, kappa: float) -> Any:
-    """``000`` eq. 7.4: ``alpha_exp = (1 - exploratory / length) ** kappa``, the factor on a
-    route's module learning rate given its count of exploratory decisions and its length
-    (scalars or arrays)."""
-    return (1.0 - np.asarray(exploratory, dtype=np.float64) / length) ** kappa
-
-
-def judge_sample(
-    network: RoutedNetwork, outputs: np.ndarray, label: Any, reward_kind: str
-) -> tuple[float, Any, bool | None, Any, float]:
-    """Loss, prediction, correctness (``None`` for regression), label (an ``int`` for
-    classification) and final reward of one finished route's outputs."""
-    loss = network.loss_sample(outputs, label)
-    if network.task_type == "classification":
-        prediction: Any = int(outputs.argmax())
-        correct: bool | None = prediction == int(label)
-        label = int(label)
-    else:
-        prediction = outputs.reshape(np.shape(label))
-        correct = None
-    return loss, prediction, correct, label, final_reward(reward_kind, bool(correct), loss)
-
-
-def describe_route(
-    network: RoutedNetwork,
-    path: Sequence[int],
-    sample_index: int,
-    task: int,
-    final_info: Mapping[str, Any] | None = None,
-) -> str:
-    """One line of ``render_mode="ansi"``: a route's modules so far and, once it ended
-    (``final_info`` given), its outcome."""
-    names = []
-    for depth, action in enumerate(path):
-        layer = "bank" if network.routing == "recurrent" else f"L{depth}"
-        if action == network.extra_action:
-            names.append("STOP" if network.routing == "recurrent" else f"{layer}:PASS")
-        else:
-            names.append(f"{layer}:m{action}")
-    route = " -> ".join(names) if names else "(no decision yet)"
-    line = f"sample {sample_index} task {task} | {route}"
-    if final_info is not None:
-        if final_info["invalid_action"]:
-            line += " | invalid action"
-        elif final_info["correct"] is None:
-            line += f" | loss {final_info['loss']:.4f}"
-        else:
-            verdict = "correct" if final_info["correct"] else "wrong"
-            line += (
-                f" | predicted {final_info['prediction']} label {final_info['label']} {verdict}"
-            )
-    return line

@@ -16,25 +16,30 @@ together (``module_batch_size`` counts routes of all agents), so one agent's cho
 dynamics the others face: with ``train_modules=True`` the game is a general-sum stochastic game;
 with ``train_modules=False`` the agents do not interact at all (the control condition).
 
-Spaces, keywords and suites are those of :class:`~routing_env.env.RoutingEnv` (see its
-docstring): ``observation_space(agent)`` is its ``Dict(activation, task, depth)`` space,
-``action_space(agent)`` is ``Discrete(num_modules + 1)`` (the last action is PASS / stop),
-``infos[agent]["action_mask"]`` marks the allowed actions, masked actions follow
-``invalid_action`` (``"end"`` ends that agent's route as a wrong prediction, ``"raise"`` raises
-and leaves the game untouched), and the info of a finished route holds ``correct``, ``loss``,
-``prediction``, ``label``, ``task``, ``path``, ``sample_index``, ``final_reward`` and
-``invalid_action`` (for an invalid-action route ``prediction`` and ``loss`` are ``None``;
-RoutingEnv's ``loss`` is ``nan`` there, which PettingZoo's seed tests cannot compare). In
-layered routing every route lasts ``max_depth`` steps (unless an
-invalid action ends one early); in recurrent routing an agent that chooses stop finishes
-before the others and, as PettingZoo's parallel API prescribes, leaves ``agents`` after the
-step that ended its route.
+Spaces, keywords, observation options and infos are those of
+:class:`~routing_env.env.RoutingEnv` (see its docstring and :mod:`routing_env.mdp`):
+``observation_space(agent)`` is its observation space (by default ``Dict(activation, task,
+depth)``; ``flatten_observation`` and ``mask_in_observation`` as there), ``action_space(agent)``
+is ``Discrete(num_modules + 1)`` (the last action is PASS / stop), ``infos[agent]`` holds the
+info contract's keys at every reset and step (``action_mask``, ``route_done``, ``correct``,
+``loss``, ``prediction``, ``label``, ``path``, ``sample_index``, ``final_reward``,
+``invalid_action``), and masked actions follow ``invalid_action`` (``"end"`` ends that agent's
+route as a wrong prediction, ``"raise"`` raises and leaves the game untouched).
+
+The agent set of a round is fixed by default: an agent whose route ends early (an invalid
+action, or stop in recurrent routing) stays in ``agents`` until the round ends; its further
+actions are ignored (and need not be given), it is paid 0, its observation and info stay those
+of its route's end (``route_done=True``, a mask that marks every action), and it terminates with
+the others when the last route ends. Wrappers that need a fixed agent set (SuperSuit's vector
+env, MARL libraries) rely on this. ``leave_early=True`` instead terminates each agent on the
+step its route ends and removes it from ``agents``, as PettingZoo's parallel API allows.
 """
 
 from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +51,7 @@ from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec, parallel_to_aec_wrapper
 
 from routing_env.datasets import MultiTaskDataset
-from routing_env.env import RoutingEnv, describe_route, judge_sample
-from routing_env.network import RoutedNetwork
-from routing_env.rewards import invalid_action_reward
+from routing_env.mdp import RoutingMDP, SampleStream, describe_route
 
 __all__ = ["AGENT_PREFIX", "RoutingGame", "agent_name", "env", "parallel_env", "raw_env"]
 
@@ -68,13 +71,20 @@ class _Route:
     index: int
     task: int
     h: np.ndarray
+    path: np.ndarray
     depth: int = 0
-    path: list[int] = field(default_factory=list)
+    length: int = 0
     ended: bool = False
+    exploratory: int = 0
+    next_exploratory: bool = False
+    #: The last observation's activation (padded) and depth, for state().
+    activation: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    observed_depth: int = 0
+    observation: Any = None
     info: dict[str, Any] = field(default_factory=dict)
 
 
-class RoutingGame(ParallelEnv):
+class RoutingGame(RoutingMDP, ParallelEnv):
     """Routing as a stochastic game: one router per task, shared modules (parallel API).
 
     ## Agents
@@ -89,18 +99,29 @@ class RoutingGame(ParallelEnv):
     permutation of the task's samples per pass, ``sample_order="shuffle"``; test split: in
     order, ``"sequential"``). ``reset(options={"sample_indices": {agent: i}})`` routes split
     sample ``i`` (which must belong to the agent's task) instead; agents not named draw as
-    usual. :meth:`step` takes one action per live agent and applies them all at once: the
-    collaboration reward of every choice is computed from the selection history before any of
-    this step's choices are recorded, and every route that ends in this step is classified
-    with the same module parameters before the finished routes are handed, in agent order, to
-    the module trainer. A round ends when every route has ended (``agents`` is empty);
-    stepping then raises.
+    usual. :meth:`step` takes one action per agent whose route is running and applies them all
+    at once: the collaboration reward of every choice is computed from the selection history
+    before any of this step's choices are recorded, and every route that ends in this step is
+    classified with the same module parameters before the finished routes are handed, in agent
+    order, to the module trainer. A round ends when every route has ended (``agents`` is
+    empty); stepping then raises. See the module docstring for agents whose route ends early.
+
+    ## State
+
+    :meth:`state` is every agent's current observation, flattened (activation ⊕ one-hot task ⊕
+    one-hot depth, as ``flatten_observation`` gives it), concatenated in agent order;
+    ``state_space`` is its ``Box``.
 
     ## Seeding
 
     ``reset(seed=s)`` seeds the sample draws and, when this game built its network and the
     network has not been updated yet, draws the network's parameters from ``s`` too (and
     clears the selection history), like :class:`~routing_env.env.RoutingEnv`.
+
+    ## Exploration squashing
+
+    ``squash_kappa`` (``000`` eq. 7.4) works as on the single env; :meth:`mark_exploratory`
+    takes ``{agent: bool}`` for the actions of the next :meth:`step`.
 
     ## Arguments
 
@@ -109,9 +130,11 @@ class RoutingGame(ParallelEnv):
     ``hidden_dim``, ``trunk``, ``readout``, ``reward``, ``collaboration_reward``,
     ``collaboration_window``, ``invalid_action``, ``invalid_action_loss``, ``module_lr``,
     ``module_optimizer``, ``module_batch_size``, ``train_modules``, ``network``,
-    ``sample_order``, ``device``) with the same meaning and defaults; ``network=`` shares a
-    network with other games or Gymnasium envs (e.g. a ``split="test"`` game for
-    evaluation). ``render_mode``: ``None`` or ``"ansi"`` (one text line per agent).
+    ``sample_order``, ``device``, ``squash_kappa``, ``flatten_observation``,
+    ``mask_in_observation``) with the same meaning and defaults; ``network=`` shares a network
+    with other games or Gymnasium envs (e.g. a ``split="test"`` game for evaluation).
+    ``leave_early``: agents leave the round when their route ends (default ``False``, see the
+    module docstring). ``render_mode``: ``None`` or ``"ansi"`` (one text line per agent).
     """
 
     metadata = {
@@ -126,32 +149,16 @@ class RoutingGame(ParallelEnv):
         dataset: str | os.PathLike | MultiTaskDataset = "digits-mtl",
         *,
         render_mode: str | None = None,
+        leave_early: bool = False,
         **kwargs: Any,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or 'ansi', got {render_mode!r}")
-        # The single-agent env validates the keywords, fills in the defaults and builds (or
-        # checks and adopts) the network and its selection history; the game reads them.
-        template = RoutingEnv(dataset, **kwargs)
+        if not isinstance(leave_early, (bool, np.bool_)):
+            raise ValueError(f"leave_early must be True or False, got {leave_early!r}")
+        RoutingMDP.__init__(self, dataset, **kwargs)
         self.render_mode = render_mode
-        self.dataset: MultiTaskDataset = template.dataset
-        self.split: str = template.split
-        self.network: RoutedNetwork = template.network
-        self._owns_network = template._owns_network
-        self.reward_kind: str = template.reward_kind
-        self.train_modules: bool = template.train_modules
-        self.sample_order: str = template.sample_order
-        self.invalid_action: str = template.invalid_action
-        self.invalid_action_loss: float = template.invalid_action_loss
-        self.collaboration_reward: float = template.collaboration_reward
-
-        data = self.dataset.split(self.split)
-        device = self.network.device
-        self._x = torch.as_tensor(data.x, device=device)
-        self._task = data.task
-        self._task_tensor = torch.as_tensor(data.task, device=device)
-        self._y = data.y
-        self._y_tensor = torch.as_tensor(data.y, device=device)
+        self.leave_early = bool(leave_early)
 
         self.num_tasks = self.dataset.num_tasks
         self.possible_agents = [agent_name(t) for t in range(self.num_tasks)]
@@ -165,22 +172,29 @@ class RoutingGame(ParallelEnv):
                 f"the {self.split} split of {self.dataset.name!r} has no sample of the tasks of "
                 f"{', '.join(empty)}: every agent needs samples of its own task"
             )
+        shuffle = self.sample_order == "shuffle"
+        self._streams = {
+            agent: SampleStream(samples, shuffle) for agent, samples in self.task_samples.items()
+        }
+        observation_space = self._route_observation_space()
+        action_space = self._route_action_space()
         self.observation_spaces = {
-            agent: copy.deepcopy(template.observation_space) for agent in self.possible_agents
+            agent: copy.deepcopy(observation_space) for agent in self.possible_agents
         }
-        self.action_spaces = {
-            agent: copy.deepcopy(template.action_space) for agent in self.possible_agents
-        }
+        self.action_spaces = {agent: copy.deepcopy(action_space) for agent in self.possible_agents}
+        flat = self._flat_route_space()
+        count = len(self.possible_agents)
+        self.state_space = gymnasium.spaces.Box(
+            np.tile(flat.low, count), np.tile(flat.high, count), dtype=np.float32
+        )
         self.agents: list[str] = []
         self._np_random: np.random.Generator | None = None
-        self._orders: dict[str, np.ndarray] = {}  # drawn by the first _next_index of a pass
-        self._positions = {agent: samples.size for agent, samples in self.task_samples.items()}
         self._routes: dict[str, _Route] = {}
 
     # ------------------------------------------------------------------ spaces
 
-    def observation_space(self, agent: str) -> gymnasium.spaces.Dict:
-        """``Dict(activation=Box, task=Discrete(num_tasks), depth=Discrete(max_depth + 1))``."""
+    def observation_space(self, agent: str) -> gymnasium.spaces.Space:
+        """The observation space of every agent (see :class:`~routing_env.env.RoutingEnv`)."""
         return self.observation_spaces[agent]
 
     def action_space(self, agent: str) -> gymnasium.spaces.Discrete:
@@ -194,36 +208,52 @@ class RoutingGame(ParallelEnv):
             self._np_random, _ = seeding.np_random()
         return self._np_random
 
+    def state(self) -> np.ndarray:
+        """Every agent's current observation, flattened, in agent order (``state_space``)."""
+        if not self._routes:
+            raise RuntimeError("state() called before reset()")
+        parts = []
+        for agent in self.possible_agents:
+            route = self._routes[agent]
+            parts.append(route.activation)
+            parts.append(self._eye_task[route.task])
+            parts.append(self._eye_depth[route.observed_depth])
+        return np.concatenate(parts)
+
     # ------------------------------------------------------------------ reset
 
     def reset(
         self, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
         """Start a round: every agent gets one sample of its own task at depth 0."""
         if seed is not None:
             self._np_random, _ = seeding.np_random(seed)
-            self._positions = {a: s.size for a, s in self.task_samples.items()}
-            if self._owns_network and self.network.num_updates == 0:
-                self.network.reset_parameters(seed)
-                self.network.selection_history.clear()
+            self._reseed(seed, list(self._streams.values()))
         chosen = self._chosen_samples(options)
+        rng = self.np_random
         indices = [
-            chosen[agent] if agent in chosen else self._next_index(agent)
+            chosen[agent] if agent in chosen else int(self._streams[agent].take(1, rng)[0])
             for agent in self.possible_agents
         ]
+        net = self.network
         with torch.no_grad():
-            batch = torch.as_tensor(indices, device=self.network.device)
-            first = self.network.embed(self._x[batch]).cpu().numpy()
+            batch = torch.as_tensor(indices, device=net.device)
+            first = net.embed(self._x[batch]).cpu().numpy()
         self.agents = list(self.possible_agents)
         self._routes = {}
         observations, infos = {}, {}
-        mask = self.network.action_mask(0)
+        mask = self._masks[0]
         for agent, index, h in zip(self.possible_agents, indices, first, strict=True):
-            route = _Route(index=index, task=self.agent_task[agent], h=h)
-            route.info = {"action_mask": mask.copy(), "task": route.task, "sample_index": index}
+            route = _Route(
+                index=index,
+                task=self.agent_task[agent],
+                h=h,
+                path=np.full(net.max_depth, -1, dtype=np.int64),
+            )
+            route.info = self._route_info(mask, route.path, index)
             self._routes[agent] = route
-            observations[agent] = self._observation(route, h)
-            infos[agent] = route.info
+            observations[agent] = self._observe(route, h, 0, mask)
+            infos[agent] = dict(route.info)
         return observations, infos
 
     def _chosen_samples(self, options: dict[str, Any] | None) -> dict[str, int]:
@@ -235,12 +265,7 @@ class RoutingGame(ParallelEnv):
                     f"options['sample_indices'] names {agent!r}, which is not an agent of this "
                     f"game ({self.possible_agents[0]} .. {self.possible_agents[-1]})"
                 )
-            index = int(value)
-            if not 0 <= index < len(self._task):
-                raise ValueError(
-                    f"sample index {index} for {agent} is outside the {self.split} split "
-                    f"(0..{len(self._task) - 1})"
-                )
+            index = self._check_sample_index(value, f"{agent}: ")
             if self._task[index] != self.agent_task[agent]:
                 raise ValueError(
                     f"sample {index} belongs to task {int(self._task[index])}, but {agent} "
@@ -249,101 +274,87 @@ class RoutingGame(ParallelEnv):
             out[agent] = index
         return out
 
-    def _next_index(self, agent: str) -> int:
-        samples = self.task_samples[agent]
-        if self._positions[agent] >= samples.size:
-            self._positions[agent] = 0
-            if self.sample_order == "shuffle":
-                self._orders[agent] = self.np_random.permutation(samples)
-            else:
-                self._orders[agent] = samples
-        index = int(self._orders[agent][self._positions[agent]])
-        self._positions[agent] += 1
-        return index
-
     # ------------------------------------------------------------------ step
 
     def step(
         self, actions: dict[str, Any]
     ) -> tuple[
-        dict[str, dict[str, Any]],
+        dict[str, Any],
         dict[str, float],
         dict[str, bool],
         dict[str, bool],
         dict[str, dict[str, Any]],
     ]:
-        """Apply every live agent's action at once; see the class docstring."""
+        """Apply the action of every agent whose route is running, at once; see the class
+        docstring."""
         if not self.agents:
             if self._routes:
                 raise RuntimeError(
                     "step() called after every route of the round ended; call reset() first"
                 )
             raise RuntimeError("step() called before reset()")
-        chosen = self._check_actions(actions)
+        live = self._live_agents(actions)
+        names = [f"{agent}: " for agent in live]
+        chosen = self._check_actions([actions[agent] for agent in live], names)
+        routes = [self._routes[agent] for agent in live]
+        depths = np.array([route.depth for route in routes], dtype=np.int64)
+        allowed = self._allowed[depths, chosen]
+        valid = bool(allowed.all())
+        if not valid:
+            self._refuse_masked(allowed, depths, chosen, names)
+        for route in routes:
+            route.exploratory += route.next_exploratory
+            route.next_exploratory = False
+        paid = self._collaboration_rewards(chosen, depths, None if valid else allowed)
+
         net = self.network
-        invalid = {
-            agent
-            for agent, action in chosen.items()
-            if not net.action_mask(self._routes[agent].depth)[action]
-        }
-        if invalid and self.invalid_action == "raise":
-            agent = min(invalid, key=self.possible_agents.index)
-            depth = self._routes[agent].depth
-            mask = net.action_mask(depth)
-            raise ValueError(
-                f"{agent}: action {chosen[agent]} is masked at depth {depth}: allowed actions "
-                f"are {np.flatnonzero(mask).tolist()} (action_mask={mask.tolist()})"
-            )
-
-        # Collaboration reward: every choice of this step sees the history before the step.
-        rewards = dict.fromkeys(chosen, 0.0)
-        recorded = []
-        for agent, action in chosen.items():
-            if agent in invalid or action == net.extra_action:
+        ending: list[int] = []  # positions in `live` of the routes that end in this step
+        outputs = []
+        for position, (route, action, ok) in enumerate(
+            zip(routes, chosen.tolist(), allowed.tolist(), strict=True)
+        ):
+            route.path[route.length] = action
+            route.length += 1
+            if not ok:
+                ending.append(position)
                 continue
-            layer = self._layer(self._routes[agent].depth)
-            if self.collaboration_reward:
-                frequency = net.selection_history.frequency(layer, action)
-                rewards[agent] += self.collaboration_reward / net.max_depth * frequency
-            recorded.append((layer, action))
-        if self.train_modules:
-            for layer, action in recorded:
-                net.selection_history.record(layer, action)
-
-        observations, infos = {}, {}
-        terminations = dict.fromkeys(chosen, False)
-        finished = []
-        for agent, action in chosen.items():
-            route = self._routes[agent]
-            route.path.append(action)
-            if agent in invalid:
-                rewards[agent] += self._end_invalid(route)
-                terminations[agent] = True
-                observations[agent] = self._observation(route, route.h)
-                infos[agent] = route.info
-                continue
-            stop = net.routing == "recurrent" and action == net.extra_action
+            stop = self._recurrent and action == self._extra
             if not stop:
                 route.h = net.step_sample(route.h, route.depth, action)
                 route.depth += 1
             if stop or route.depth == net.max_depth:
-                outputs, final = self._finish(route)
-                rewards[agent] += final
-                terminations[agent] = True
-                finished.append(route)
-                observations[agent] = self._observation(route, outputs)
-            else:
-                route.info = {"action_mask": net.action_mask(route.depth).copy()}
-                observations[agent] = self._observation(route, route.h)
-            infos[agent] = route.info
-        if finished and self.train_modules:
-            self._train_on(finished)
+                ending.append(position)
+                outputs.append(net.outputs_sample(route.h, route.task))
+        if ending:
+            self._end(routes, ending, allowed, outputs, paid)
+
+        observations, rewards, infos = {}, {}, {}
+        for agent in self.agents:
+            route = self._routes[agent]
+            observations[agent] = route.observation
+            infos[agent] = dict(route.info)
+            rewards[agent] = 0.0
+        for position, agent in enumerate(live):
+            rewards[agent] = float(paid[position])
+            if not self._routes[agent].ended:
+                route = self._routes[agent]
+                mask = self._masks[route.depth]
+                route.info = self._route_info(mask, route.path, route.index)
+                observations[agent] = self._observe(route, route.h, route.depth, mask)
+                infos[agent] = dict(route.info)
+        round_over = all(route.ended for route in self._routes.values())
+        if self.leave_early:
+            terminations = {agent: self._routes[agent].ended for agent in self.agents}
+        else:
+            terminations = dict.fromkeys(self.agents, round_over)
+        truncations = dict.fromkeys(self.agents, False)
         self.agents = [agent for agent in self.agents if not terminations[agent]]
-        truncations = dict.fromkeys(chosen, False)
         return observations, rewards, terminations, truncations, infos
 
-    def _check_actions(self, actions: dict[str, Any]) -> dict[str, int]:
-        if not isinstance(actions, dict):
+    def _live_agents(self, actions: Mapping[str, Any]) -> list[str]:
+        """The agents whose routes are running, each of which must have an action; actions of
+        agents whose route has ended are ignored."""
+        if not isinstance(actions, Mapping):
             raise TypeError(f"actions must be a dict agent -> action, got {type(actions).__name__}")
         unknown = [agent for agent in actions if agent not in self.agent_task]
         if unknown:
@@ -351,94 +362,63 @@ class RoutingGame(ParallelEnv):
                 f"actions name {unknown}, which are not agents of this game "
                 f"({self.possible_agents[0]} .. {self.possible_agents[-1]})"
             )
-        chosen = {}
-        size = self.network.num_actions
-        for agent in self.agents:
+        live = [agent for agent in self.agents if not self._routes[agent].ended]
+        for agent in live:
             if actions.get(agent) is None:
                 raise ValueError(
-                    f"no action for {agent}, whose route has not ended; live agents are "
-                    f"{self.agents}"
+                    f"no action for {agent}, whose route has not ended; agents with running "
+                    f"routes are {live}"
                 )
-            action = actions[agent]
-            try:
-                value = int(action)
-            except (TypeError, ValueError):
-                raise ValueError(f"{agent}: action must be an integer, got {action!r}") from None
-            if value != action or not 0 <= value < size:
-                raise ValueError(
-                    f"{agent}: action {action!r} is outside the action space Discrete({size})"
-                )
-            chosen[agent] = value
-        # Actions of agents whose route already ended are ignored (PettingZoo convention).
-        return chosen
+        return live
 
-    def _layer(self, depth: int) -> int:
-        return 0 if self.network.routing == "recurrent" else depth
-
-    def _finish(self, route: _Route) -> tuple[np.ndarray, float]:
-        net = self.network
-        outputs = net.outputs_sample(route.h, route.task)
-        loss, prediction, correct, label, final = judge_sample(
-            net, outputs, self._y[route.index], self.reward_kind
-        )
-        self._end_info(route, correct, loss, prediction, label, final, invalid=False)
-        return outputs, final
-
-    def _end_invalid(self, route: _Route) -> float:
-        label = self._y[route.index]
-        if self.network.task_type == "classification":
-            label = int(label)
-        final = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
-        # RoutingEnv reports nan here; None says the same (no prediction, no loss) and, unlike
-        # nan, compares equal to itself, as PettingZoo's determinism checks (seed tests)
-        # require of infos.
-        self._end_info(route, False, None, None, label, final, invalid=True)
-        return final
-
-    def _end_info(
+    def _end(
         self,
-        route: _Route,
-        correct: bool | None,
-        loss: float | None,
-        prediction: Any,
-        label: Any,
-        final: float,
-        invalid: bool,
+        routes: list[_Route],
+        ending: list[int],
+        allowed: np.ndarray,
+        outputs: list[np.ndarray],
+        paid: np.ndarray,
     ) -> None:
-        route.ended = True
-        route.info = {
-            "action_mask": self.network.action_mask(self.network.max_depth).copy(),
-            "correct": correct,
-            "loss": loss,
-            "prediction": prediction,
-            "label": label,
-            "task": route.task,
-            "path": tuple(route.path),
-            "sample_index": route.index,
-            "final_reward": final,
-            "invalid_action": invalid,
-        }
-
-    def _train_on(self, routes: list[_Route]) -> None:
-        """Hand this step's finished routes, in agent order, to the module trainer."""
-        net = self.network
-        padded = [route.path + [-1] * (net.max_depth - len(route.path)) for route in routes]
-        index = torch.tensor([route.index for route in routes], device=net.device)
-        net.add_routes(
-            self._x[index],
-            self._task_tensor[index],
-            self._y_tensor[index],
-            torch.tensor(padded, dtype=torch.long, device=net.device),
+        """End the routes at ``ending`` (positions in ``routes``); their final rewards join
+        ``paid``."""
+        ended = [routes[position] for position in ending]
+        judged = allowed[ending]
+        columns = self._end_routes(
+            np.array([route.index for route in ended], dtype=np.int64),
+            np.stack([route.path for route in ended]),
+            np.array([route.length for route in ended], dtype=np.int64),
+            np.stack(outputs) if outputs else np.zeros((0, 0), dtype=np.float32),
+            judged=None if judged.all() else judged,
+            exploratory=(
+                np.array([route.exploratory for route in ended]) if self.squash_kappa else None
+            ),
         )
+        results = iter(outputs)
+        terminal = self._terminal_mask
+        for row, (position, route) in enumerate(zip(ending, ended, strict=True)):
+            route.ended = True
+            route.info = self._info_row(columns, row)
+            paid[position] += route.info["final_reward"]
+            h = next(results) if judged[row] else route.h
+            route.observation = self._observe(route, h, route.length, terminal)
 
-    def _observation(self, route: _Route, h: np.ndarray) -> dict[str, Any]:
+    def _observe(self, route: _Route, h: np.ndarray, depth: int, mask: np.ndarray) -> Any:
         activation = np.zeros(self.network.activation_dim, dtype=np.float32)
         activation[: h.shape[0]] = h
-        return {
-            "activation": activation,
-            "task": route.task,
-            "depth": len(route.path) if route.ended else route.depth,
-        }
+        route.activation = activation
+        route.observed_depth = depth
+        route.observation = self._observation(activation, route.task, depth, mask.copy())
+        return route.observation
+
+    def mark_exploratory(self, explored: Mapping[str, bool]) -> None:
+        """Which agents' actions in the next :meth:`step` are exploratory (``000`` 7.4.2):
+        ``{agent: bool}``, agents not named unmarked; see :meth:`RoutingEnv.mark_exploratory`."""
+        if not self._routes:
+            raise RuntimeError("mark_exploratory() called before reset()")
+        for agent, mark in explored.items():
+            if agent not in self.agent_task:
+                raise ValueError(f"mark_exploratory names {agent!r}, not an agent of this game")
+            self._routes[agent].next_exploratory = bool(mark)
 
     # ------------------------------------------------------------------ rendering
 
@@ -455,7 +435,11 @@ class RoutingGame(ParallelEnv):
 
     def _describe(self, route: _Route) -> str:
         return describe_route(
-            self.network, route.path, route.index, route.task, route.info if route.ended else None
+            self.network,
+            route.path[: route.length].tolist(),
+            route.index,
+            route.task,
+            route.info if route.ended else None,
         )
 
     def close(self) -> None:

@@ -18,26 +18,11 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from routing_env.datasets import MultiTaskDataset
-from routing_env.env import RoutingEnv, squash_weight
+from routing_env.mdp import INFO_KEYS, RoutingMDP, SampleStream
 from routing_env.network import RouteGraph
-from routing_env.rewards import final_rewards, invalid_action_reward
-
-# Keys of the end-of-route info, in the order of RoutingEnv's final info.
-END_INFO_KEYS = (
-    "action_mask",
-    "correct",
-    "loss",
-    "prediction",
-    "label",
-    "task",
-    "path",
-    "sample_index",
-    "final_reward",
-    "invalid_action",
-)
 
 
-class RoutingVectorEnv(VectorEnv):
+class RoutingVectorEnv(RoutingMDP, VectorEnv):
     """``num_envs`` routing environments stepped together, with one shared routed network.
 
     ## Description
@@ -58,26 +43,22 @@ class RoutingVectorEnv(VectorEnv):
     ## Infos
 
     Gymnasium's vector convention, a dict of arrays each with a boolean ``_key`` mask of the
-    sub-environments it holds a value for:
-
-    * ``action_mask``: ``(num_envs, num_actions)`` int8, every step;
-    * ``task``, ``sample_index``: for the sub-environments whose route started this step (all
-      after :meth:`reset`; the autoreset ones after :meth:`step`), as in the single env's reset
-      info.
+    sub-environments it holds a value for. Every step and :meth:`reset` give, for every
+    sub-environment, the single env's info keys (:mod:`routing_env.mdp`) about the route now
+    in progress: ``action_mask`` ``(num_envs, num_actions)`` int8, ``route_done`` (``False``:
+    a finished route has already been replaced), ``correct``, ``loss``, ``prediction``,
+    ``label``, ``path`` ``(num_envs, max_depth)`` int64 (the actions so far, padded with -1),
+    ``sample_index``, ``final_reward`` and ``invalid_action``.
 
     ## Autoreset
 
-    Same step (``metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``), as SB3's ``VecEnv``
-    expects: when a route ends, ``terminated[i]`` is ``True``, the returned observation is
-    already the first of the next route, and the finished route's last observation and info
-    are kept in ``infos["final_obs"]`` (an object array of single observations, ``None``
-    elsewhere) and ``infos["final_info"]`` (a dict of arrays with ``_key`` masks) with masks
-    ``infos["_final_obs"]`` and ``infos["_final_info"]``. ``final_info`` holds the single env's
-    end-of-route keys: ``action_mask`` (all zero), ``correct`` (bool; ``None`` objects for
-    regression), ``loss`` (``nan`` for an invalid action), ``prediction`` (int, ``-1`` for an
-    invalid action; regression: float array, ``nan``), ``label``, ``task``, ``path`` (object
-    array of action tuples), ``sample_index``, ``final_reward`` and ``invalid_action``.
-    Routes are never truncated.
+    Same step (``autoreset_mode = metadata["autoreset_mode"] = AutoresetMode.SAME_STEP``), as
+    SB3's ``VecEnv`` expects: when a route ends, ``terminated[i]`` is ``True``, the returned
+    observation is already the first of the next route, and the finished route's last
+    observation and info are kept in ``infos["final_obs"]`` (an object array of single
+    observations, ``None`` elsewhere) and ``infos["final_info"]`` (the same keys as columns,
+    final values in the finished rows, "not final" values elsewhere) with masks
+    ``infos["_final_obs"]`` and ``infos["_final_info"]``. Routes are never truncated.
 
     ## Order of events within a step
 
@@ -115,11 +96,13 @@ class RoutingVectorEnv(VectorEnv):
 
     ``num_envs`` (default 1), then the keywords of :class:`~routing_env.env.RoutingEnv`
     (``dataset``, ``split``, ``routing``, ``num_modules``, ``reward``,
-    ``collaboration_reward``, ``invalid_action``, ``train_modules``, ``network``, ...) with the
-    same defaults and meaning; ``render_mode`` is not supported.
+    ``collaboration_reward``, ``invalid_action``, ``train_modules``, ``network``,
+    ``flatten_observation``, ``mask_in_observation``, ...) with the same defaults and meaning;
+    ``render_mode`` is not supported.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+    autoreset_mode = AutoresetMode.SAME_STEP
 
     def __init__(
         self,
@@ -131,53 +114,26 @@ class RoutingVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if kwargs.get("render_mode") is not None:
+        if kwargs.pop("render_mode", None) is not None:
             raise ValueError("RoutingVectorEnv does not render; leave render_mode unset")
-        kwargs.pop("render_mode", None)
-        # The single env validates the keywords, resolves the dataset, builds (or checks) the
-        # network and defines the spaces: one source of truth for both forms.
-        template = RoutingEnv(dataset, **kwargs)
+        RoutingMDP.__init__(self, dataset, **kwargs)
         self.num_envs = int(num_envs)
-        self.dataset = template.dataset
-        self.split = template.split
-        self.network = template.network
-        self._owns_network = template._owns_network
-        self.reward_kind = template.reward_kind
-        self.train_modules = template.train_modules
-        self.sample_order = template.sample_order
-        self.invalid_action = template.invalid_action
-        self.invalid_action_loss = template.invalid_action_loss
-        self.collaboration_reward = template.collaboration_reward
-        self.squash_kappa = template.squash_kappa
-        self.num_samples = template.num_samples
-        self.single_action_space = template.action_space
-        self.single_observation_space = template.observation_space
+        self.single_action_space = self._route_action_space()
+        self.single_observation_space = self._route_observation_space()
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
 
         net = self.network
-        data = self.dataset.split(self.split)
-        device = net.device
-        self._x = torch.as_tensor(data.x, device=device)
-        self._task = np.asarray(data.task, dtype=np.int64)
-        self._task_tensor = torch.as_tensor(self._task, device=device)
-        self._y = np.asarray(data.y)
-        self._y_tensor = torch.as_tensor(data.y, device=device)
-        self._classification = net.task_type == "classification"
-        self._recurrent = net.routing == "recurrent"
-        self._extra = net.extra_action
         n = self.num_envs
-        masks = np.stack([net.action_mask(d) for d in range(net.max_depth + 1)])
-        self._masks = masks  # int8 (max_depth + 1, num_actions)
-        self._allowed = masks.astype(bool)
-        self._mask_rows = [np.repeat(row[None], n, axis=0) for row in masks]  # per depth
+        self._names = [f"sub-environment {i}: " for i in range(n)]
+        self._mask_rows = [np.repeat(row[None], n, axis=0) for row in self._masks]  # per depth
         self._every = np.ones(n, dtype=bool)
         self._never = np.zeros(n, dtype=bool)
+        self._not_final_rows = self._not_final_columns(n)
 
-        self._order = np.arange(self.num_samples)
-        self._position = self.num_samples  # forces a fresh order on the first reset
+        self._stream = SampleStream(np.arange(self.num_samples), self.sample_order == "shuffle")
         self._started = False
-        self._h = torch.zeros((n, net.activation_dim), device=device)
+        self._h = torch.zeros((n, net.activation_dim), device=net.device)
         self._depth = np.zeros(n, dtype=np.int64)
         # The depth every sub-environment is at, or None when they differ.
         self._level: int | None = 0
@@ -198,7 +154,7 @@ class RoutingVectorEnv(VectorEnv):
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    ) -> tuple[Any, dict[str, Any]]:
         """Start a new route in every sub-environment (see the class docstring on seeding)."""
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(
@@ -206,10 +162,7 @@ class RoutingVectorEnv(VectorEnv):
             )
         super().reset(seed=seed)
         if seed is not None:
-            self._position = self.num_samples
-            if self._owns_network and self.network.num_updates == 0:
-                self.network.reset_parameters(int(seed))
-                self.network.selection_history.clear()
+            self._reseed(seed, [self._stream])
         if options and "sample_index" in options:
             indices = np.asarray(options["sample_index"])
             if indices.shape != (self.num_envs,) or indices.dtype.kind not in "iu":
@@ -217,35 +170,23 @@ class RoutingVectorEnv(VectorEnv):
                     f"options['sample_index'] must hold {self.num_envs} integer sample indices "
                     f"(one per sub-environment), got {options['sample_index']!r}"
                 )
-            bad = (indices < 0) | (indices >= self.num_samples)
-            if bad.any():
-                raise ValueError(
-                    f"sample_index {int(indices[bad][0])} is outside the {self.split} split "
-                    f"(0..{self.num_samples - 1})"
-                )
+            for row, index in enumerate(indices.tolist()):
+                self._check_sample_index(index, self._names[row])
             indices = indices.astype(np.int64)
         else:
-            indices = self._next_indices(self.num_envs)
+            indices = self._stream.take(self.num_envs, self.np_random)
         with torch.no_grad():
             self._h = self._start(self._h, None, indices)
         self._started = True
-        infos = {
-            "action_mask": self._mask_rows[0].copy(),
-            "_action_mask": self._every.copy(),
-            "task": self._task_now.copy(),
-            "_task": self._every.copy(),
-            "sample_index": indices.copy(),
-            "_sample_index": self._every.copy(),
-        }
+        infos: dict[str, Any] = {}
+        self._current_infos(infos)
         return self._observations(), infos
 
-    def step(
-        self, actions: Any
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """One decision in every sub-environment; finished routes restart at once."""
         if not self._started:
             raise RuntimeError("step() called before reset()")
-        actions = self._check_actions(actions)
+        actions = self._check_actions(actions, self._names)
         if self._next_exploratory.any():
             self._exploratory_count += self._next_exploratory
             self._next_exploratory = np.zeros(self.num_envs, dtype=bool)
@@ -256,42 +197,12 @@ class RoutingVectorEnv(VectorEnv):
         else:
             allowed = self._allowed[level][actions]
         valid = bool(allowed.all())
-        if not valid and self.invalid_action == "raise":
-            env = int(np.flatnonzero(~allowed)[0])
-            mask = self._masks[depth[env]]
-            raise ValueError(
-                f"sub-environment {env}: action {int(actions[env])} is masked at depth "
-                f"{int(depth[env])}: allowed actions are {np.flatnonzero(mask).tolist()} "
-                f"(action_mask={mask.tolist()})"
-            )
-
-        # Collaboration reward and selection window (module choices only, not PASS / stop).
-        rewards = np.zeros(self.num_envs, dtype=np.float64)
-        is_module = actions != self._extra
         if not valid:
-            is_module &= allowed
-        if self.collaboration_reward or self.train_modules:
-            if level is not None and self._recurrent:
-                layers: int | np.ndarray = 0
-            elif level is not None:
-                layers = level
-            else:
-                layers = 0 if self._recurrent else depth
-            every_module = bool(is_module.all())
-            chosen = actions if every_module else actions[is_module]
-            if not every_module and not isinstance(layers, int):
-                layers = layers[is_module]
-            if len(chosen):
-                history = net.selection_history
-                if self.collaboration_reward:
-                    frequency = history.frequencies(layers, chosen)
-                    scale = self.collaboration_reward / net.max_depth
-                    if every_module:
-                        rewards += scale * frequency
-                    else:
-                        rewards[is_module] = scale * frequency
-                if self.train_modules:
-                    history.record_many(layers, chosen)
+            self._refuse_masked(allowed, depth, actions, self._names)
+
+        rewards = self._collaboration_rewards(
+            actions, depth if level is None else level, None if valid else allowed
+        )
 
         if self._graph is not None and not (valid and level is not None):
             self._drop_graph()  # the routes no longer move as one batch
@@ -326,17 +237,13 @@ class RoutingVectorEnv(VectorEnv):
         infos: dict[str, Any] = {}
         if done is self._every or (done is not self._never and done.any()):
             with torch.no_grad():
-                h = self._finish(h, done, ended, allowed, valid, rewards, infos)
+                h = self._finish(h, done, ended, valid, rewards, infos)
         self._h = h
         if self._level is None:
             depth = self._depth
             if (depth == depth[0]).all():
                 self._level = int(depth[0])
-        if self._level is not None:
-            infos["action_mask"] = self._mask_rows[self._level].copy()
-        else:
-            infos["action_mask"] = self._masks[self._depth]
-        infos["_action_mask"] = self._every.copy()
+        self._current_infos(infos)
         return self._observations(), rewards, done.copy(), self._never.copy(), infos
 
     def mark_exploratory(self, explored: Any) -> None:
@@ -357,46 +264,6 @@ class RoutingVectorEnv(VectorEnv):
         return self._allowed[self._depth]
 
     # ------------------------------------------------------------------ internals
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        values = np.asarray(actions)
-        if values.shape != (self.num_envs,):
-            raise ValueError(
-                f"actions must have shape ({self.num_envs},), one per sub-environment; "
-                f"got shape {values.shape}"
-            )
-        if values.dtype != np.int64:
-            if values.dtype.kind not in "iufb":
-                raise ValueError(f"actions must be integers, got dtype {values.dtype}")
-            as_int = values.astype(np.int64)
-            if values.dtype.kind in "fb" and not np.array_equal(as_int, values):
-                env = int(np.flatnonzero(as_int != values)[0])
-                raise ValueError(f"sub-environment {env}: action {values[env]!r} is not an integer")
-            values = as_int
-        # One comparison catches both ends: negative actions wrap to huge unsigned values.
-        outside = values.view(np.uint64) >= self.single_action_space.n
-        if outside.any():
-            env = int(np.flatnonzero(outside)[0])
-            raise ValueError(
-                f"sub-environment {env}: action {int(values[env])} is outside the action "
-                f"space Discrete({self.single_action_space.n})"
-            )
-        return values
-
-    def _next_indices(self, count: int) -> np.ndarray:
-        """The next ``count`` samples of the shared stream (a new pass when one runs out)."""
-        parts = []
-        while count > 0:
-            if self._position >= self.num_samples:
-                self._position = 0
-                if self.sample_order == "shuffle":
-                    self._order = self.np_random.permutation(self.num_samples)
-            take = min(count, self.num_samples - self._position)
-            parts.append(self._order[self._position : self._position + take])
-            self._position += take
-            count -= take
-        indices = parts[0] if len(parts) == 1 else np.concatenate(parts)
-        return indices.astype(np.int64)
 
     def _start(self, h: torch.Tensor, rows: np.ndarray | None, indices: np.ndarray) -> torch.Tensor:
         """Begin routes on samples ``indices`` in sub-environments ``rows`` (all if None)."""
@@ -453,131 +320,96 @@ class RoutingVectorEnv(VectorEnv):
         h: torch.Tensor,
         done: np.ndarray,
         ended: np.ndarray,
-        allowed: np.ndarray,
         valid: bool,
         rewards: np.ndarray,
         infos: dict[str, Any],
     ) -> torch.Tensor:
-        """Pay the final rewards, train on the finished routes, fill infos, autoreset."""
+        """End the routes that are ``done``, keep their last observations and infos, and start
+        new routes in their place (same-step autoreset).
+
+        ``ended`` marks the routes that made a prediction; the others among ``done`` were
+        ended by a masked action. When every route ends together with a prediction (layered
+        routing, valid actions) the whole batch is used as it is, without index operations.
+        """
         net = self.network
-        n = self.num_envs
         device = h.device
         graph, self._graph = self._graph, None  # to the module trainer, or dropped
         everyone = done is self._every or bool(done.all())
         rows_done = self._rows if everyone else np.flatnonzero(done)
         all_ended = valid and (ended is done or bool((ended == done).all()))
-        rows_ended = rows_done if all_ended else np.flatnonzero(ended)
-        samples = self._index[rows_ended]
-        labels_ended = self._y[samples]
+        whole = everyone and all_ended
+        judged_rows = rows_done if all_ended else np.flatnonzero(ended)
 
-        final = np.zeros(n, dtype=np.float64)
-        loss = np.full(n, np.nan, dtype=np.float64)
-        if self._classification:
-            prediction = np.full(n, -1, dtype=np.int64)
-            correct = np.zeros(n, dtype=bool)
-        else:
-            prediction = np.full((n, *self._y.shape[1:]), np.nan, dtype=np.float64)
-            correct = np.full(n, None, dtype=object)
         last = h
-        if len(rows_ended):
-            index = None if everyone and all_ended else torch.from_numpy(rows_ended).to(device)
-            ended_h = h if index is None else h.index_select(0, index)
+        outputs_np = np.zeros((0, net.num_outputs), dtype=np.float32)
+        if len(judged_rows):
+            index = None if whole else torch.from_numpy(judged_rows).to(device)
+            judged_h = h if index is None else h.index_select(0, index)
             if self._recurrent:
-                outputs = net.outputs(ended_h[:, : net.hidden_dim], self._task_now[rows_ended])
+                outputs = net.outputs(judged_h[:, : net.hidden_dim], self._task_now[judged_rows])
                 padded = _pad(outputs, net.activation_dim)
                 last = padded if index is None else h.index_copy(0, index, padded)
             else:  # the last module's output is already in h
-                outputs = ended_h[:, : net.num_outputs]
+                outputs = judged_h[:, : net.num_outputs]
             outputs_np = outputs.cpu().numpy()
-            ended_loss = net.losses_numpy(outputs_np, labels_ended)
-            loss[rows_ended] = ended_loss
-            if self._classification:
-                predicted = outputs_np.argmax(axis=1)
-                hit = predicted == labels_ended
-                prediction[rows_ended] = predicted
-                correct[rows_ended] = hit
-                final[rows_ended] = final_rewards(self.reward_kind, hit, ended_loss)
-            else:
-                shape = (len(rows_ended), *labels_ended.shape[1:])
-                prediction[rows_ended] = outputs_np.reshape(shape)
-                final[rows_ended] = -ended_loss
-            if self.train_modules:
-                sample = torch.from_numpy(samples).to(device)
-                whole = graph is not None and everyone and all_ended
-                weights = None
-                if self.squash_kappa:
-                    alpha = squash_weight(
-                        self._exploratory_count[rows_ended],
-                        self._path_length[rows_ended],
-                        self.squash_kappa,
-                    )
-                    weights = torch.from_numpy(alpha.astype(np.float32)).to(device)
-                net.add_routes(
-                    graph.inputs if whole else self._x.index_select(0, sample),
-                    self._task_tensor.index_select(0, sample),
-                    self._y_tensor.index_select(0, sample),
-                    torch.from_numpy(self._path[rows_ended]).to(device),
-                    graph=graph if whole else None,
-                    weights=weights,
-                )
-                graph = None
-        if graph is not None:
+        keep_graph = graph is not None and whole and self.train_modules
+        columns = self._end_routes(
+            self._index[rows_done],
+            self._path[rows_done],
+            self._path_length[rows_done],
+            outputs_np,
+            judged=None if all_ended else ended[rows_done],
+            exploratory=self._exploratory_count[rows_done] if self.squash_kappa else None,
+            inputs=graph.inputs if keep_graph else None,
+            graph=graph if keep_graph else None,
+        )
+        if graph is not None and not keep_graph:
             graph.discard()
-        if valid:
-            invalid = self._never.copy()
+        final = columns["final_reward"]
+        if whole:
+            rewards += final
         else:
-            invalid = ~allowed
-            final[invalid] = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
-        rewards += final
+            rewards[rows_done] += final
 
-        # The finished routes' last observations and infos.
+        self._keep_final(infos, last, rows_done, done, columns, everyone)
+        # Same-step autoreset.
+        new_indices = self._stream.take(len(rows_done), self.np_random)
+        return self._start(last, None if everyone else rows_done, new_indices)
+
+    def _keep_final(
+        self,
+        infos: dict[str, Any],
+        last: torch.Tensor,
+        rows_done: np.ndarray,
+        done: np.ndarray,
+        columns: dict[str, np.ndarray],
+        everyone: bool,
+    ) -> None:
+        """Put the finished routes' last observations and infos into ``infos`` (``final_obs``,
+        ``final_info``; the other rows of ``final_info`` hold "not final" values)."""
         if everyone:
             activation = last.cpu().numpy()
         else:
-            activation = last.index_select(0, torch.from_numpy(rows_done).to(device)).cpu().numpy()
-        tasks_done = self._task_now[rows_done]
-        lengths = self._path_length[rows_done]
-        count = len(rows_done)
-        final_obs = np.empty(n, dtype=object)
+            index = torch.from_numpy(rows_done).to(last.device)
+            activation = last.index_select(0, index).cpu().numpy()
+        tasks_done = self._task_now[rows_done].tolist()
+        lengths = self._path_length[rows_done].tolist()
+        terminal = self._terminal_mask if self.mask_in_observation else None
+        final_obs = np.empty(self.num_envs, dtype=object)
         final_obs[rows_done] = _objects(
             (
-                {"activation": a, "task": t, "depth": d}
-                for a, t, d in zip(activation, tasks_done.tolist(), lengths.tolist(), strict=True)
+                self._observation(a, t, d, None if terminal is None else terminal.copy())
+                for a, t, d in zip(activation, tasks_done, lengths, strict=True)
             ),
-            count,
-        )
-        path_rows = self._path[rows_done].tolist()
-        paths = np.empty(n, dtype=object)
-        if (lengths == net.max_depth).all():
-            paths[rows_done] = _objects(map(tuple, path_rows), count)
-        else:
-            pairs = zip(path_rows, lengths.tolist(), strict=True)
-            paths[rows_done] = _objects((tuple(path[:length]) for path, length in pairs), count)
-        if everyone:
-            label_column = self._y[self._index]
-            task_column = tasks_done
-            sample_column = self._index.copy()
-        else:
-            label_column = np.zeros((n, *self._y.shape[1:]), dtype=self._y.dtype)
-            label_column[rows_done] = self._y[self._index[rows_done]]
-            task_column = np.zeros(n, dtype=np.int64)
-            task_column[rows_done] = tasks_done
-            sample_column = np.zeros(n, dtype=np.int64)
-            sample_column[rows_done] = self._index[rows_done]
-        columns = (
-            self._mask_rows[net.max_depth].copy(),
-            correct,
-            loss,
-            prediction,
-            label_column,
-            task_column,
-            paths,
-            sample_column,
-            final,
-            invalid,
+            len(rows_done),
         )
         final_info: dict[str, Any] = {}
-        for key, column in zip(END_INFO_KEYS, columns, strict=True):
+        for key in INFO_KEYS:
+            if everyone:
+                column = columns[key]
+            else:
+                column = self._not_final_rows[key].copy()
+                column[rows_done] = columns[key]
             final_info[key] = column
             final_info[f"_{key}"] = done.copy()
         infos["final_obs"] = final_obs
@@ -585,22 +417,17 @@ class RoutingVectorEnv(VectorEnv):
         infos["final_info"] = final_info
         infos["_final_info"] = done.copy()
 
-        # Same-step autoreset.
-        new_indices = self._next_indices(len(rows_done))
-        h = self._start(last, None if everyone else rows_done, new_indices)
-        if everyone:
-            infos["task"] = self._task_now.copy()
-            infos["sample_index"] = new_indices.copy()
+    def _current_infos(self, infos: dict[str, Any]) -> None:
+        """The infos of the routes now in progress (reset, and after every step)."""
+        for key, column in self._not_final_rows.items():
+            infos[key] = column.copy()
+            infos[f"_{key}"] = self._every.copy()
+        if self._level is not None:
+            infos["action_mask"] = self._mask_rows[self._level].copy()
         else:
-            task_new = np.zeros(n, dtype=np.int64)
-            task_new[rows_done] = self._task_now[rows_done]
-            sample_new = np.zeros(n, dtype=np.int64)
-            sample_new[rows_done] = new_indices
-            infos["task"] = task_new
-            infos["sample_index"] = sample_new
-        infos["_task"] = done.copy()
-        infos["_sample_index"] = done.copy()
-        return h
+            infos["action_mask"] = self._masks[self._depth]
+        infos["path"] = self._path.copy()
+        infos["sample_index"] = self._index.copy()
 
     def _drop_graph(self) -> None:
         """Free the graph of the routes in flight; they train by recomputation."""
@@ -608,12 +435,13 @@ class RoutingVectorEnv(VectorEnv):
             self._graph.discard()
             self._graph = None
 
-    def _observations(self) -> dict[str, np.ndarray]:
-        return {
-            "activation": self._h.cpu().numpy().copy(),
-            "task": self._task_now.copy(),
-            "depth": self._depth.copy(),
-        }
+    def _observations(self) -> Any:
+        masks = None
+        if self.mask_in_observation:
+            masks = self._allowed[self._depth].astype(np.int8)
+        return self._observation(
+            self._h.cpu().numpy().copy(), self._task_now.copy(), self._depth.copy(), masks
+        )
 
 
 def _objects(items: Any, count: int) -> np.ndarray:

@@ -1,4 +1,3 @@
-import math
 
 import gymnasium as gym
 import numpy as np
@@ -77,7 +76,9 @@ def test_unknown_suite_raises_naming_it():
 def test_layered_route_has_max_depth_decisions_and_end_info():
     env = RoutingEnv("digits-mtl")
     obs, info = env.reset(seed=3)
-    assert obs["depth"] == 0 and info["task"] == obs["task"]
+    assert obs["depth"] == 0 and "task" not in info
+    assert info["route_done"] is False and info["path"].tolist() == [-1, -1, -1]
+    assert info["prediction"] == info["label"] == -1 and info["loss"] == -1.0
     # Digits has 64 inputs = hidden_dim, so PASS is allowed everywhere but at the logits layer.
     assert info["action_mask"].tolist() == [1] * 11
     rewards = []
@@ -90,12 +91,13 @@ def test_layered_route_has_max_depth_decisions_and_end_info():
             assert info["action_mask"].tolist() == [1] * 11
         if depth == 1:
             assert info["action_mask"].tolist() == [1] * 10 + [0]
+            assert info["path"].tolist() == [2, 10, -1] and info["route_done"] is False
     assert rewards[:2] == [0.0, 0.0]
-    assert info["path"] == (2, 10, 5)
+    assert info["path"].tolist() == [2, 10, 5] and info["route_done"] is True
     assert rewards[2] == (1.0 if info["correct"] else -1.0)
     assert info["correct"] == (info["prediction"] == info["label"])
     assert info["invalid_action"] is False
-    assert info["action_mask"].sum() == 0
+    assert info["action_mask"].tolist() == [1] * 11  # terminal: drawable, never acted on
     assert obs["depth"] == 3
     # The terminal activation holds the logits (2 classes), zero-padded.
     assert np.all(obs["activation"][2:] == 0)
@@ -110,7 +112,8 @@ def test_masked_action_ends_route_as_wrong_without_training():
     obs, reward, terminated, truncated, info = env.step(10)  # PASS into the logits layer
     assert terminated and reward == -1.0
     assert info["invalid_action"] is True and info["correct"] is False
-    assert info["prediction"] is None and math.isnan(info["loss"])
+    assert info["prediction"] == -1 and info["loss"] == -1.0
+    assert info["path"].tolist() == [0, 0, 10] and info["route_done"] is True
     assert env.network.num_updates == 0
     assert torch.equal(before, params(env.network))
 
@@ -262,7 +265,8 @@ def test_regression_suite_defaults_to_neg_loss_and_rejects_correct():
     env.reset(seed=0)
     for action in (0, 1, 0):
         _, reward, terminated, _, info = env.step(action)
-    assert info["correct"] is None and reward == pytest.approx(-info["loss"])
+    assert info["correct"] is False and reward == pytest.approx(-info["loss"])
+    assert isinstance(info["prediction"], float) and isinstance(info["label"], float)
     with pytest.raises(ValueError, match="neg_loss"):
         RoutingEnv("regression-two-mode", reward="correct")
 
@@ -300,12 +304,13 @@ def test_recurrent_stop_and_max_depth():
     obs, info = env.reset(seed=0)
     assert info["action_mask"].tolist() == [1] * 11
     obs, reward, terminated, _, info = env.step(10)
-    assert terminated and info["path"] == (10,) and info["invalid_action"] is False
+    assert terminated and info["path"].tolist() == [10, -1, -1]
+    assert info["invalid_action"] is False
     env.reset()
     for step, action in enumerate((4, 4, 7)):
         obs, reward, terminated, _, info = env.step(action)
         assert terminated is (step == 2)
-    assert info["path"] == (4, 4, 7) and obs["depth"] == 3
+    assert info["path"].tolist() == [4, 4, 7] and obs["depth"] == 3
 
 
 def test_render_ansi_shows_the_route():
@@ -340,7 +345,7 @@ def test_sample_index_option_and_its_range():
     env = RoutingEnv("digits-mtl")
     obs, info = env.reset(seed=0, options={"sample_index": 5})
     assert info["sample_index"] == 5
-    with pytest.raises(ValueError, match="sample_index"):
+    with pytest.raises(ValueError, match="sample index"):
         env.reset(options={"sample_index": env.num_samples})
 
 

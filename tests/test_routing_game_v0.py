@@ -108,7 +108,7 @@ def test_each_agent_routes_its_own_task_and_is_paid_its_own_outcome():
     assert game.agents == game.possible_agents
     for t, agent in enumerate(game.agents):
         assert obs[agent]["task"] == t and obs[agent]["depth"] == 0
-        assert infos[agent]["task"] == t
+        assert "task" not in infos[agent] and infos[agent]["route_done"] is False
         assert game._task[infos[agent]["sample_index"]] == t
         assert infos[agent]["action_mask"].tolist() == game.network.action_mask(0).tolist()
     actions = {agent: t for t, agent in enumerate(game.agents)}
@@ -123,7 +123,7 @@ def test_each_agent_routes_its_own_task_and_is_paid_its_own_outcome():
     for t, agent in enumerate(game.possible_agents):
         info = infos[agent]
         assert terminations[agent]
-        assert info["path"] == (t, t, t) and info["task"] == t
+        assert info["path"].tolist() == [t, t, t] and info["route_done"]
         assert info["final_reward"] == pytest.approx(-info["loss"])
         assert rewards[agent] == pytest.approx(-info["loss"])
         assert info["correct"] == (info["prediction"] == info["label"])
@@ -155,13 +155,40 @@ def test_aec_and_parallel_forms_play_the_same_round():
     assert final == pytest.approx(prewards)
 
 
-def test_recurrent_agents_finish_at_different_steps_and_leave_agents():
+def test_recurrent_agent_that_stops_early_stays_until_the_round_ends():
+    """The default fixed agent set: a finished agent stays, is paid 0 and keeps its final
+    observation and info, its actions ignored; everyone terminates on the last step."""
     game = routing_game_v0.parallel_env(routing="recurrent", max_depth=3)
     stop = game.network.extra_action
     game.reset(seed=0)
     actions = {agent: (stop if agent == "router_0" else 1) for agent in game.agents}
     obs, rewards, terminations, _, infos = game.step(actions)
-    assert terminations["router_0"] and infos["router_0"]["path"] == (stop,)
+    assert not any(terminations.values()) and game.agents == game.possible_agents
+    first_end = infos["router_0"]
+    assert first_end["route_done"] and first_end["path"].tolist() == [stop, -1, -1]
+    assert first_end["action_mask"].tolist() == [1] * 11  # drawable, and ignored
+    final_obs, final_reward = obs["router_0"], rewards["router_0"]
+    assert final_reward == first_end["final_reward"]
+    # router_0 may send anything (or nothing); it is ignored and paid 0.
+    obs, rewards, terminations, _, infos = game.step({**dict.fromkeys(game.agents, 2)})
+    assert rewards["router_0"] == 0.0 and not any(terminations.values())
+    np.testing.assert_array_equal(obs["router_0"]["activation"], final_obs["activation"])
+    np.testing.assert_array_equal(infos["router_0"]["path"], first_end["path"])
+    others = {agent: 3 for agent in game.agents if agent != "router_0"}
+    obs, rewards, terminations, _, infos = game.step(others)
+    assert set(terminations) == set(game.possible_agents) and all(terminations.values())
+    assert game.agents == [] and rewards["router_0"] == 0.0
+    assert infos["router_1"]["path"].tolist() == [1, 2, 3]
+    assert game.state().shape == game.state_space.shape
+
+
+def test_recurrent_agents_leave_early_when_asked():
+    game = routing_game_v0.parallel_env(routing="recurrent", max_depth=3, leave_early=True)
+    stop = game.network.extra_action
+    game.reset(seed=0)
+    actions = {agent: (stop if agent == "router_0" else 1) for agent in game.agents}
+    obs, rewards, terminations, _, infos = game.step(actions)
+    assert terminations["router_0"] and infos["router_0"]["path"].tolist() == [stop, -1, -1]
     assert not any(terminations[a] for a in game.possible_agents[1:])
     assert "router_0" not in game.agents and len(game.agents) == 9
     # A finished agent's action is ignored; the others continue.
@@ -169,7 +196,7 @@ def test_recurrent_agents_finish_at_different_steps_and_leave_agents():
     assert set(rewards) == set(game.possible_agents[1:])
     obs, rewards, terminations, _, infos = game.step(dict.fromkeys(game.agents, 3))
     assert all(terminations.values()) and game.agents == []
-    assert infos["router_1"]["path"] == (1, 2, 3)
+    assert infos["router_1"]["path"].tolist() == [1, 2, 3]
 
 
 def test_invalid_actions_end_or_raise():
@@ -182,7 +209,7 @@ def test_invalid_actions_end_or_raise():
     pending = game.network.pending_routes
     _, rewards, terminations, _, infos = game.step(actions)
     assert infos["router_4"]["invalid_action"] and rewards["router_4"] == -1.0
-    assert infos["router_4"]["loss"] is None and infos["router_4"]["prediction"] is None
+    assert infos["router_4"]["loss"] == -1.0 and infos["router_4"]["prediction"] == -1
     assert not infos["router_3"]["invalid_action"]
     assert game.network.pending_routes == pending + 9  # no module training on the invalid one
 

@@ -1,4 +1,3 @@
-import math
 
 import gymnasium as gym
 import numpy as np
@@ -10,21 +9,11 @@ from gymnasium.vector.utils import batch_space
 import agents
 import routing_env
 from routing_env import RoutedNetwork, RoutingEnv, RoutingVectorEnv
+from routing_env.mdp import INFO_KEYS
 from routing_env.rewards import SelectionHistory
 
 SMALL_SYNTHETIC = {"samples_per_task": 100, "test_samples_per_task": 20}
-END_KEYS = {
-    "action_mask",
-    "correct",
-    "loss",
-    "prediction",
-    "label",
-    "task",
-    "path",
-    "sample_index",
-    "final_reward",
-    "invalid_action",
-}
+END_KEYS = set(INFO_KEYS)
 
 
 def params(network: torch.nn.Module) -> torch.Tensor:
@@ -85,8 +74,8 @@ def test_spaces_are_batched_and_step_returns_batches(routing):
     assert obs["activation"].shape == (n, 64) and obs["activation"].dtype == np.float32
     assert obs["task"].shape == obs["depth"].shape == (n,)
     assert infos["action_mask"].shape == (n, 11) and infos["action_mask"].dtype == np.int8
-    assert infos["_action_mask"].all() and infos["_task"].all()
-    np.testing.assert_array_equal(infos["task"], obs["task"])
+    assert set(infos) == END_KEYS | {f"_{key}" for key in END_KEYS}
+    assert all(infos[f"_{key}"].all() for key in END_KEYS) and not infos["route_done"].any()
     rng = np.random.default_rng(0)
     envs.action_space.seed(0)
     previous = None
@@ -144,11 +133,12 @@ def test_finished_routes_keep_final_obs_and_info_and_restart_at_once():
     assert infos["_final_info"].all() and infos["_final_obs"].all()
     assert END_KEYS <= set(final) and all(final[f"_{key}"].all() for key in END_KEYS)
     np.testing.assert_array_equal(final["sample_index"], first_samples)
-    assert [final["path"][i] for i in range(3)] == [(0, 10, 5), (1, 3, 6), (2, 4, 7)]
-    assert final["action_mask"].sum() == 0 and not final["invalid_action"].any()
+    assert final["path"].tolist() == [[0, 10, 5], [1, 3, 6], [2, 4, 7]]
+    assert final["route_done"].all() and not final["invalid_action"].any()
+    assert final["action_mask"].tolist() == [[1] * 11] * 3  # terminal: drawable, never used
     for i in range(3):
         single_obs = final_obs[i]
-        assert single_obs["depth"] == 3 and single_obs["task"] == final["task"][i]
+        assert single_obs["depth"] == 3
         logits = single_obs["activation"][:2]
         assert np.all(single_obs["activation"][2:] == 0)  # logits, zero-padded
         assert final["prediction"][i] == int(np.argmax(logits))
@@ -159,8 +149,8 @@ def test_finished_routes_keep_final_obs_and_info_and_restart_at_once():
         )
     # The returned observation already starts the next routes.
     np.testing.assert_array_equal(obs["depth"], [0, 0, 0])
-    assert infos["_task"].all() and infos["_sample_index"].all()
-    np.testing.assert_array_equal(infos["task"], obs["task"])
+    assert infos["_sample_index"].all() and not infos["route_done"].any()
+    assert (infos["path"] == -1).all() and (infos["prediction"] == -1).all()
     assert set(infos["sample_index"].tolist()).isdisjoint(first_samples.tolist())
     assert infos["action_mask"].tolist() == [[1] * 11] * 3
 
@@ -182,8 +172,10 @@ def test_one_env_matches_the_single_env_step_by_step():
         if done_s:
             routes += 1
             final = infos_v["final_info"]
-            for key in ("correct", "prediction", "label", "task", "path", "sample_index"):
+            assert set(final) - {f"_{key}" for key in END_KEYS} == set(info_s) == END_KEYS
+            for key in ("correct", "prediction", "label", "sample_index", "invalid_action"):
                 assert final[key][0] == info_s[key], key
+            np.testing.assert_array_equal(final["path"][0], info_s["path"])
             assert final["loss"][0] == pytest.approx(info_s["loss"], rel=1e-5)
             np.testing.assert_allclose(
                 infos_v["final_obs"][0]["activation"], obs_s["activation"], atol=1e-5
@@ -212,7 +204,8 @@ def test_same_routes_give_the_single_env_parameters(routing):
         obs, rewards, terminated, _, infos = envs.step(actions)
         for i in np.flatnonzero(terminated):
             final = infos["final_info"]
-            finished.append((int(final["sample_index"][i]), final["path"][i]))
+            path = final["path"][i]
+            finished.append((int(final["sample_index"][i]), path[path >= 0].tolist()))
     assert envs.network.num_updates >= 5
     if routing == "layered":
         assert any(len(path) < 3 or path[-1] == envs.network.extra_action for _, path in finished)
@@ -242,8 +235,8 @@ def test_masked_action_ends_only_that_route_as_wrong_without_training():
     assert final["invalid_action"].tolist() == [False, True, False]
     assert rewards[1] == -1.0 and final["final_reward"][1] == -1.0
     assert final["correct"][1] == False  # noqa: E712 (NumPy bool)
-    assert final["prediction"][1] == -1 and math.isnan(final["loss"][1])
-    assert final["path"][1] == (1, 1, 10)
+    assert final["prediction"][1] == -1 and final["loss"][1] == -1.0
+    assert final["path"][1].tolist() == [1, 1, 10]
     assert infos["final_obs"][1]["depth"] == 3
     assert envs.network.num_updates == 2  # the two valid routes only
     assert not torch.equal(before, params(envs.network))
@@ -257,10 +250,12 @@ def test_masked_action_ends_the_route_early_and_it_restarts():
     obs, rewards, terminated, _, infos = envs.step(np.array([10, 2]))
     assert terminated.tolist() == [True, False]
     assert infos["_final_info"].tolist() == [True, False]
-    assert infos["final_info"]["path"][0] == (10,) and infos["final_info"]["path"][1] is None
+    # Rows that did not finish hold "not final" values, never None.
+    assert infos["final_info"]["path"].tolist() == [[10, -1, -1], [-1, -1, -1]]
+    assert infos["final_info"]["route_done"].tolist() == [True, False]
     assert infos["final_obs"][0]["depth"] == 1 and infos["final_obs"][1] is None
     assert obs["depth"].tolist() == [0, 1]
-    assert infos["_task"].tolist() == [True, False]
+    assert infos["path"].tolist() == [[-1, -1, -1], [2, -1, -1]]
     # Sub-environments at different depths step on together.
     obs, rewards, terminated, _, infos = envs.step(np.array([1, 3]))
     assert obs["depth"].tolist() == [1, 2]
@@ -286,7 +281,7 @@ def test_raise_mode_names_the_sub_environment_and_changes_nothing():
         ([-1, 0], "outside the action space"),
         ([0.5, 1], "not an integer"),
         ([0, 1, 2], r"shape \(2,\)"),
-        (["a", "b"], "integers"),
+        (["a", "b"], "must be an integer"),
     ],
 )
 def test_bad_actions_raise(actions, match):
@@ -326,7 +321,8 @@ def test_recurrent_routes_of_different_lengths():
     for step, actions in enumerate(plan):
         obs, rewards, terminated, _, infos = envs.step(np.array(actions))
         for i in np.flatnonzero(terminated):
-            lengths[int(i)] = infos["final_info"]["path"][i]
+            path = infos["final_info"]["path"][i]
+            lengths[int(i)] = tuple(path[path >= 0].tolist())
             assert infos["final_obs"][i]["depth"] == len(lengths[int(i)])
         if step == 0:
             assert terminated.tolist() == [True, False, False, False]
@@ -363,7 +359,8 @@ def test_neg_loss_and_regression_rewards():
     for _ in range(3):
         obs, rewards, terminated, _, infos = reg.step(np.array([0, 1]))
     final = infos["final_info"]
-    assert terminated.all() and list(final["correct"]) == [None, None]
+    assert terminated.all() and final["correct"].tolist() == [False, False]
+    assert final["prediction"].dtype == final["label"].dtype == np.float64
     np.testing.assert_allclose(rewards, -final["loss"])
     assert np.all(np.isfinite(final["prediction"].astype(float)))
 
@@ -465,7 +462,7 @@ def test_train_on_the_vector_env_counts_routes_and_episodes():
     history = agents.train(Recorder(seed=0), envs, episodes=50, eval_every=20, progress=False)
     assert history["episode"] == [20, 40, 50] and len(seen) == 50
     for episode in seen:
-        assert len(episode) == 3 and episode.final_info["path"] == tuple(episode.actions)
+        assert len(episode) == 3 and episode.final_info["path"].tolist() == episode.actions
         assert [obs["depth"] for obs in episode.observations] == [0, 1, 2]
         assert sum(episode.rewards) == episode.final_info["final_reward"]
         assert episode.infos[0]["action_mask"].shape == (11,)
@@ -493,7 +490,8 @@ def test_vector_training_hands_over_the_routes_a_single_env_replays():
         for action in episode.actions:
             obs, reward, terminated, _, step_info = single.step(action)
             replay.append((obs, step_info))
-        assert terminated and tuple(episode.actions) == info["path"] == step_info["path"]
+        assert terminated and agents.route_path(info) == tuple(episode.actions)
+        np.testing.assert_array_equal(info["path"], step_info["path"])
         assert episode.rewards[-1] == reward and info["correct"] == step_info["correct"]
         for seen, (expected, expected_info), mask in zip(
             episode.observations, replay, (i["action_mask"] for i in episode.infos), strict=False

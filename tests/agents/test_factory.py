@@ -73,5 +73,5 @@ def test_run_episode_returns_match_rewards():
     agent = make_agent("random", env, seed=1)
     episode = run_episode(agent, env, seed=0)
     assert len(episode) == 3
-    assert episode.final_info["path"] == tuple(episode.actions)
+    assert episode.final_info["path"].tolist() == episode.actions
     assert episode.returns()[0] == pytest.approx(sum(episode.rewards))

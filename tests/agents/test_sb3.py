@@ -25,6 +25,7 @@ from agents.sb3 import (  # noqa: E402
     make_vec_env,
 )
 from routing_env import RoutingEnv, RoutingVectorEnv  # noqa: E402
+from routing_env.mdp import INFO_KEYS  # noqa: E402
 
 # Two tasks in two clusters that label every input in opposite ways: a router that ignores
 # the task id is stuck near 50%, one module per task reaches ~100%.
@@ -72,6 +73,9 @@ def test_import_agents_does_not_import_sb3() -> None:
 # ---------------------------------------------------------------------- VecEnv adapter
 
 
+INFO_KEYS = set(INFO_KEYS)
+
+
 def twin_envs(num_envs: int = 4, **kwargs) -> tuple[SB3VecEnv, RoutingVectorEnv]:
     """An adapted vector env and an identical plain one (same keywords, same seed)."""
     adapted = SB3VecEnv(RoutingVectorEnv(num_envs, "synthetic-mtl", **kwargs))
@@ -86,7 +90,7 @@ def test_adapter_reset_and_step_shapes() -> None:
     assert set(obs) == {"activation", "task", "depth"}
     assert obs["activation"].shape == (4, 16) and obs["activation"].dtype == np.float32
     assert obs["task"].shape == (4,) and obs["depth"].tolist() == [0, 0, 0, 0]
-    assert [set(info) for info in venv.reset_infos] == [{"action_mask", "task", "sample_index"}] * 4
+    assert [set(info) for info in venv.reset_infos] == [INFO_KEYS] * 4
     obs, rewards, dones, infos = venv.step(np.zeros(4, dtype=np.int64))
     assert rewards.shape == (4,) and rewards.dtype == np.float32
     assert dones.shape == (4,) and dones.dtype == bool and not dones.any()
@@ -119,8 +123,8 @@ def test_adapter_matches_the_vector_env_for_the_same_actions() -> None:
             last = infos[i]["terminal_observation"]
             expected = plain_infos["final_obs"][i]
             np.testing.assert_array_equal(last["activation"], expected["activation"])
-            assert last["depth"] == len(infos[i]["path"]) == expected["depth"]
-            assert infos[i]["path"] == plain_infos["final_info"]["path"][i]
+            assert last["depth"] == len(agents.route_path(infos[i])) == expected["depth"]
+            np.testing.assert_array_equal(infos[i]["path"], plain_infos["final_info"]["path"][i])
             assert infos[i]["TimeLimit.truncated"] is False
             if not infos[i]["invalid_action"]:
                 # The terminal activation holds the logits that made the prediction.

@@ -46,7 +46,7 @@ def test_pretrain_with_any_router_and_bad_input():
     router = FixedRouter({t: (0, 0, 0) for t in range(10)})
     report = pretrain_modules(env, 5, router=router, seed=0)
     assert report["module_updates"] == 5
-    assert run_episode(router, env).final_info["path"] == (0, 0, 0)
+    assert run_episode(router, env).final_info["path"].tolist() == [0, 0, 0]
     assert env.network.num_updates == 5
     with pytest.raises(ValueError, match="router must be"):
         pretrain_modules(env, 5, router="greedy")

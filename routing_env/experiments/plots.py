@@ -112,7 +112,8 @@ def plot_curves(
     """One line per method: the mean over seeds of ``record["curve"][key]`` against
     ``record["curve"]["samples"]``, with the band between the seeds' lowest and highest values;
     ``reference`` (e.g. the majority rate) as a dashed line. Records are those of
-    :func:`routing_env.runs.run`; a method's seeds must share their evaluation points."""
+    :func:`routing_env.experiments.runs.run`; a method's seeds must share their evaluation
+    points."""
     figure, axis = plt.subplots(figsize=(7.5, 4.5))
     for number, method in enumerate(dict.fromkeys(r["method"] for r in records)):
         runs = [r for r in records if r["method"] == method]

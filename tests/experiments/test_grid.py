@@ -1,7 +1,7 @@
 import pytest
 
-from routing_env.grid import run_grid
-from routing_env.runs import RunSpec
+from routing_env.experiments.grid import run_grid
+from routing_env.experiments.runs import RunSpec
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from routing_env.cli import main
+from routing_env.experiments.cli import main
 
 
 def test_cli_prints_one_row_per_agent_and_condition(tmp_path, capsys):

@@ -14,33 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-#: Environment settings of ``routing-env train`` (and ``make demo``). Chosen by a sweep of
-#: per-task WPL (lr 0.5) on DigitsMTL, 3 routed layers x 10 modules, greedy test accuracy on
-#: 1,000 test samples at 100k / 150k / 300k routes (seeds 0-2 unless said):
-#:
-#: * reward -loss, module lr 0.1 (the previous default): 95.5 / 94.7 / 95.6% (seed 0; 97% only
-#:   after 500k routes, 99.4% at 1M);
-#: * reward -loss, module lr 0.3: 93.3-95.9 / 97.4-98.6 / 97.6-99.1%;
-#: * reward +-1, module lr 0.1: 91.8-92.7 / 96.2-98.0 / 97.4-99.0%;
-#: * reward +-1, module lr 0.3 (these defaults): 98.0-98.4% at 100k (seeds 1-2), 98.2-99.3%
-#:   from 200k on; seed 0 kept rising to 99.6% at 1M routes.
-#:
-#: Worse: a module update per route (batch 1), the collaboration reward 0.3 of ``001`` sec. 4,
-#: WPL lr 0.3. The reward is left to the environment: +-1 for classification, -loss for
-#: regression (the only one it has). Faster modules break the symmetry sooner: a route whose
-#: modules learn fast quickly earns more than the others, and WPL follows it.
-TRAIN_DEFAULTS = {"module_lr": 0.3, "module_batch_size": 16}
-
-#: Router settings of ``routing-env train`` that differ from the agent classes' defaults.
-#: WPL's baseline and policy share one learning rate, so its effective step on the advantage
-#: is ``lr * (1 - lr)``, largest at 0.5; with 0.1-0.2 per-task WPL stays at the 90% majority
-#: rate of DigitsMTL for over 100k routes; 0.5 breaks the symmetry first.
-AGENT_DEFAULTS: dict[str, dict[str, float]] = {"wpl": {"lr": 0.5}}
-
-
-def agent_defaults(name: str) -> dict[str, float]:
-    """The ``train`` command's router settings for agent ``name`` (empty: class defaults)."""
-    return dict(AGENT_DEFAULTS.get(name, {}))
+from routing_env.settings import TRAIN_DEFAULTS
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
@@ -48,7 +22,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
     train = commands.add_parser("train", help="train a router and write results.json and plots")
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--env", default="DigitsMTL-v0", help="a registered suite id")
+    source.add_argument("--env", default=TRAIN_DEFAULTS["env"], help="a registered suite id")
     source.add_argument("--dataset", help="train on a user's .npz (see MultiTaskDataset.from_npz)")
     train.add_argument(
         "--agent",
@@ -57,8 +31,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
         metavar="AGENT",
         help=f"one of: {', '.join(AGENT_NAMES)}",
     )
-    train.add_argument("--episodes", type=int, default=100_000, help="training routes")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--episodes", type=int, default=TRAIN_DEFAULTS["episodes"], help="training routes"
+    )
+    train.add_argument("--seed", type=int, default=TRAIN_DEFAULTS["seed"])
     train.add_argument("--out", default="runs/train", help="output folder")
     train.add_argument("--eval-every", type=int, default=None, help="routes per epoch")
     train.add_argument("--lr", type=float, default=None, help="router learning rate")
@@ -78,7 +54,6 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--no-progress", action="store_true")
 
 
-
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
     """Train as the parsed ``train`` arguments say; print the table; write the results."""
     import gymnasium as gym
@@ -87,7 +62,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     import routing_env  # noqa: F401  (registers the ids)
     from agents.factory import make_agent
     from agents.training import train
-    from routing_env.plots import plot_history
+    from routing_env.experiments.plots import plot_history
 
     torch.manual_seed(args.seed)
     env_kwargs: dict[str, Any] = {
@@ -100,9 +75,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         "collaboration_reward": args.collaboration_reward,
         "data_dir": args.data_dir,
     }
-    for name, value in TRAIN_DEFAULTS.items():
-        if env_kwargs[name] is None:
-            env_kwargs[name] = value
+    # Unset keywords take the environment's own defaults (routing_env.settings).
     env_kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
     if args.dataset:
         env_id, env_kwargs["dataset"] = "routing_env/Routing-v0", args.dataset
@@ -115,9 +88,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         if k in ("dataset", "reward", "data_dir", "collaboration_reward")
     }
     test_env = gym.make(env_id, split="test", network=env.unwrapped.network, **test_kwargs)
-    options = agent_defaults(args.agent)
-    if args.lr is not None:
-        options["lr"] = args.lr
+    options = {} if args.lr is None else {"lr": args.lr}
     agent = make_agent(args.agent, env, seed=args.seed, **options)
     history = train(
         agent,
@@ -144,8 +115,9 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": history["seconds"],
         "settings": {
             **{k: v for k, v in env_kwargs.items() if k != "dataset"},
+            **network_settings(env.unwrapped.network),
             "reward": env.unwrapped.reward_kind,
-            **options,
+            **{k: v for k, v in agent.config.items() if k == "lr"},
         },
         "history": {k: v for k, v in history.items() if k != "final"},
     }
@@ -154,6 +126,12 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     plot_history(history, args.out, title=f"{args.agent} on {results['env']}")
     print_table(results)
     return results
+
+
+def network_settings(network: Any) -> dict[str, Any]:
+    """The module settings a run's network was built with (defaults included)."""
+    names = ("routing", "num_modules", "max_depth", "hidden_dim", "module_lr", "module_batch_size")
+    return {name: getattr(network, name) for name in names}
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -177,7 +155,11 @@ def print_table(results: dict[str, Any]) -> None:
 
 #: Verbs defined in modules of their own: each has ``add_parser(commands)``, whose parser sets
 #: the default ``run_verb`` (the function that runs the parsed arguments).
-VERB_MODULES = ("routing_env.compare", "routing_env.report", "routing_env.bench_nonstationarity")
+VERB_MODULES = (
+    "routing_env.experiments.compare",
+    "routing_env.experiments.report",
+    "routing_env.experiments.bench_nonstationarity",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -205,10 +187,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    # The verbs of their own modules run one torch thread per run (routing_env.runs).
+    # The verbs of their own modules run one torch thread per run (routing_env.experiments.runs).
     torch.set_num_threads(getattr(args, "torch_threads", 1))
     if args.command == "demo":
-        from routing_env.demo import main as demo_main
+        from routing_env.experiments.demo import main as demo_main
 
         demo_main(episodes=args.episodes, seed=args.seed)
     elif args.command == "train":

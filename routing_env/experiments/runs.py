@@ -17,9 +17,9 @@ A method is named by a string:
 Every run trains on ``budget`` samples (routes: one sample each), evaluates greedily on the
 whole test split ``points`` times, and returns one flat record (:func:`run`) with the same
 keys whatever the method, so a grid of runs can be tabulated and plotted together. The
-environment settings default to those of ``routing-env train``
-(:data:`routing_env.cli.TRAIN_DEFAULTS`), the module settings the baselines use too (module
-lr, batch): all methods see the same data with the same optimiser settings.
+environment settings default to the environment's own (:mod:`routing_env.settings`, those of
+``routing-env train``), the module settings the baselines use too (module lr, batch): all
+methods see the same data with the same optimiser settings.
 """
 
 from __future__ import annotations
@@ -32,23 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from routing_env.run_log import write_run_log
+from routing_env.experiments.run_log import write_run_log
+from routing_env.settings import NETWORK_DEFAULTS, RUN_ENV_SETTINGS, router_defaults
 
 SB3_METHODS = ("sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-maskable-ppo")
 
 #: Environment settings a run spec may set (the rest of a spec's ``settings`` goes to the
 #: router's constructor, e.g. ``lr``).
-ENV_SETTINGS = (
-    "routing",
-    "num_modules",
-    "max_depth",
-    "hidden_dim",
-    "reward",
-    "collaboration_reward",
-    "module_lr",
-    "module_optimizer",
-    "module_batch_size",
-)
+ENV_SETTINGS = RUN_ENV_SETTINGS
 #: Settings of the run itself, neither the env's nor the router's.
 RUN_SETTINGS = ("num_envs",)
 
@@ -179,19 +170,16 @@ def majority_rate(dataset: Any) -> float:
 
 def env_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     """The environment settings among ``settings``, over those of ``routing-env train``."""
-    from routing_env.cli import TRAIN_DEFAULTS
-
     chosen = {k: v for k, v in settings.items() if k in ENV_SETTINGS}
-    return {**TRAIN_DEFAULTS, **chosen}
+    defaults = {k: NETWORK_DEFAULTS[k] for k in ("module_lr", "module_batch_size")}
+    return {**defaults, **chosen}
 
 
 def _router_options(spec: RunSpec) -> dict[str, Any]:
-    from routing_env.cli import agent_defaults
-
     own = {
         k: v for k, v in spec.settings.items() if k not in ENV_SETTINGS and k not in RUN_SETTINGS
     }
-    return {**agent_defaults(spec.method), **own}
+    return {**router_defaults(spec.method), **own}
 
 
 def _envs(spec: RunSpec, dataset: Any, num_envs: int) -> tuple[Any, Any]:

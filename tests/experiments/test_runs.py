@@ -3,7 +3,7 @@ import pytest
 
 from routing_env.datasets import MultiTaskDataset, load_suite
 from routing_env.datasets.base import Split
-from routing_env.runs import RunSpec, majority_rate, method_kind, run
+from routing_env.experiments.runs import RunSpec, majority_rate, method_kind, run
 
 
 def test_method_kinds_and_unknown_method_names_the_known_ones():

@@ -1,7 +1,7 @@
 """``routing-env compare``: several methods, one suite, the same budget and seeds.
 
 Every method (our routers, SB3 routers when installed, the non-routed baselines; see
-:mod:`routing_env.runs`) trains on the same suite, with the same environment and module
+:mod:`routing_env.experiments.runs`) trains on the same suite, with the same environment and module
 settings, for the same number of training samples, once per seed. Writes to ``--out``:
 
 * ``results.md`` and ``results.json``: per method the test accuracy (mean and 95% confidence
@@ -14,7 +14,7 @@ settings, for the same number of training samples, once per seed. Writes to ``--
 * ``runs/<method>/seed<k>/``: each run's ``metrics.csv`` (and TensorBoard events).
 
 Runs go to a local process pool (``--workers``) or to Ray (``--ray-address``), see
-:mod:`routing_env.grid`.
+:mod:`routing_env.experiments.grid`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
-from routing_env.grid import add_grid_arguments, run_grid
-from routing_env.runs import RunSpec, check_methods, method_kind, spec_dict
+from routing_env.experiments.grid import add_grid_arguments, run_grid
+from routing_env.experiments.runs import RunSpec, check_methods, method_kind, spec_dict
 
 
 def compare(
@@ -53,12 +53,12 @@ def compare(
 
     Args:
         suite: suite name or ``.npz`` path.
-        methods: method names (:func:`routing_env.runs.method_names`).
+        methods: method names (:func:`routing_env.experiments.runs.method_names`).
         seeds: a number of seeds (``0 .. n-1``) or the seeds themselves.
         budget: training samples per run.
         out_dir: output folder.
         workers: parallel runs (local processes, or the CPUs of a local Ray instance).
-        ray_address: run on Ray (:func:`routing_env.grid.run_grid`).
+        ray_address: run on Ray (:func:`routing_env.experiments.grid.run_grid`).
         points: evaluations per run (learning-curve points).
         settings: environment settings shared by every method (:data:`runs.ENV_SETTINGS`).
         method_settings: extra settings per method (router options such as ``lr``, or
@@ -187,7 +187,7 @@ def write_comparison(
     title: str,
 ) -> list[str]:
     """``results.md`` and the three figures; returns the paths written."""
-    from routing_env.plots import plot_curves, plot_routing_maps
+    from routing_env.experiments.plots import plot_curves, plot_routing_maps
 
     os.makedirs(out_dir, exist_ok=True)
     files = [os.path.join(out_dir, "results.md")]
@@ -298,8 +298,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def progress_printer() -> Any:
-    """An ``on_result`` callback for :func:`routing_env.grid.run_grid` that prints one line
-    per finished run."""
+    """An ``on_result`` callback for :func:`routing_env.experiments.grid.run_grid` that prints
+    one line per finished run."""
 
     def report(done: int, total: int, record: Mapping[str, Any]) -> None:
         print(

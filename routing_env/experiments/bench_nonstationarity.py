@@ -1,9 +1,9 @@
 """``routing-env bench-nonstationarity``: the non-stationarity benchmark protocol.
 
 For every agent, condition and seed the verb builds a fresh environment, trains the agent with
-:func:`routing_env.metrics.measure_nonstationarity` (all metrics every ``--every`` routes) and
-prints one table row per agent and condition, averaged over the seeds. Conditions
-(DESIGN 6):
+:func:`routing_env.experiments.nonstationarity.measure_nonstationarity` (all metrics every
+``--every`` routes) and prints one table row per agent and condition, averaged over the seeds.
+Conditions (DESIGN 6):
 
 * ``trained``: the modules train on the agent's routes (the non-stationary MDP);
 * ``frozen``: ``train_modules=False`` from the start (the stationary control);
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
-from routing_env.runs import SB3_METHODS
+from routing_env.experiments.runs import SB3_METHODS
+from routing_env.settings import NETWORK_DEFAULTS
 
 CONDITIONS = ("trained", "frozen", "pretrained")
 #: Columns of the table: (summary key, header, format).
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         os.makedirs(args.out, exist_ok=True)
         with open(os.path.join(args.out, "results.json"), "w") as handle:
             json.dump(results, handle, indent=2, default=jsonable)
-        from routing_env.plots import plot_nonstationarity
+        from routing_env.experiments.plots import plot_nonstationarity
 
         plot_nonstationarity(runs, os.path.join(args.out, "nonstationarity.png"))
     return results
@@ -156,10 +157,8 @@ def _names(text: str, option: str) -> list[str]:
 
 
 def _settings(args: argparse.Namespace, every: int) -> dict[str, Any]:
-    from routing_env.cli import TRAIN_DEFAULTS
-
-    module_lr = args.module_lr if args.module_lr is not None else TRAIN_DEFAULTS["module_lr"]
-    batch = args.module_batch_size or TRAIN_DEFAULTS["module_batch_size"]
+    module_lr = args.module_lr if args.module_lr is not None else NETWORK_DEFAULTS["module_lr"]
+    batch = args.module_batch_size or NETWORK_DEFAULTS["module_batch_size"]
     router_lr = args.router_lr
     if args.lr_ratio is not None:
         router_lr = args.lr_ratio * module_lr
@@ -187,7 +186,7 @@ def run_one(name: str, condition: str, seed: int, settings: dict[str, Any]) -> d
 
     import routing_env  # noqa: F401  (registers the ids)
     from agents.training import pretrain_modules
-    from routing_env.metrics import measure_nonstationarity
+    from routing_env.experiments.nonstationarity import measure_nonstationarity
 
     torch.manual_seed(seed)
     env_kwargs = {
@@ -222,9 +221,8 @@ def run_one(name: str, condition: str, seed: int, settings: dict[str, Any]) -> d
 
 def _our_agent(name: str, env: Any, seed: int, settings: dict[str, Any]) -> Any:
     from agents.factory import make_agent
-    from routing_env.cli import agent_defaults
 
-    options = agent_defaults(name)
+    options = {}
     if settings["router_lr"] is not None:
         options["lr"] = settings["router_lr"]
     return make_agent(name, env, seed=seed, **options)
@@ -233,7 +231,7 @@ def _our_agent(name: str, env: Any, seed: int, settings: dict[str, Any]) -> Any:
 def _sb3_agent(name: str, env: Any, seed: int, settings: dict[str, Any]) -> Any:
     """An SB3 model learning on ``env`` (SB3 wraps it in its own DummyVecEnv), SB3's
     defaults but for ``--router-lr``."""
-    from routing_env.runs import check_methods, sb3_model
+    from routing_env.experiments.runs import check_methods, sb3_model
 
     try:
         check_methods([name])

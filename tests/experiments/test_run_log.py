@@ -2,7 +2,7 @@ import csv
 
 import pytest
 
-from routing_env.run_log import write_run_log
+from routing_env.experiments.run_log import write_run_log
 
 CURVE = {
     "samples": [10, 20, 30],

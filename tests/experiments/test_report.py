@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from routing_env.report import (
+from routing_env.experiments.report import (
     CLAIMS,
     Claim,
     claims_table,

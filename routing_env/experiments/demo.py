@@ -16,14 +16,14 @@ import numpy as np
 
 from agents import make_agent
 from agents.training import evaluate, train
-from routing_env.cli import TRAIN_DEFAULTS, agent_defaults
 from routing_env.env import RoutingEnv
+from routing_env.settings import NETWORK_DEFAULTS, router_defaults
 
 
 def _run(name: str, episodes: int, seed: int) -> dict[str, Any]:
-    env = RoutingEnv("digits-mtl", **TRAIN_DEFAULTS)
+    env = RoutingEnv("digits-mtl")
     test_env = RoutingEnv("digits-mtl", split="test", network=env.network, reward=env.reward_kind)
-    agent = make_agent(name, env, seed=seed, **agent_defaults(name))
+    agent = make_agent(name, env, seed=seed)
     history = train(
         agent,
         env,
@@ -46,7 +46,8 @@ def main(
     """Train per-task WPL and the references; print the tables; return the figures."""
     print(
         f"DigitsMTL: 10 one-vs-rest tasks, 3 routed layers x 10 modules, seed {seed}, "
-        f"reward +-1, settings {TRAIN_DEFAULTS} and WPL {agent_defaults('wpl')}"
+        f"reward +-1, module lr {NETWORK_DEFAULTS['module_lr']}, module batch "
+        f"{NETWORK_DEFAULTS['module_batch_size']}, WPL {router_defaults('wpl')}"
     )
     results = {
         "per-task WPL": _run("wpl", episodes, seed),

@@ -1,5 +1,5 @@
-"""Run a grid of :class:`~routing_env.runs.RunSpec` in parallel: a local process pool, or a Ray
-cluster.
+"""Run a grid of :class:`~routing_env.experiments.runs.RunSpec` in parallel: a local process
+pool, or a Ray cluster.
 
 Each run is independent and single-threaded (one torch thread), so a grid scales with the
 number of worker processes. Locally, ``workers`` processes (``spawn``: no inherited torch
@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-from routing_env.runs import RunSpec, run
+from routing_env.experiments.runs import RunSpec, run
 
 Progress = Callable[[int, int, dict[str, Any]], None]
 
@@ -33,7 +33,7 @@ def run_grid(
     ray_address: str | None = None,
     on_result: Progress | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every spec; their records (:func:`routing_env.runs.run`) in the specs' order.
+    """Run every spec; their records (:func:`routing_env.experiments.runs.run`) in the specs' order.
 
     Args:
         specs: the runs.

@@ -2,12 +2,12 @@
 
 Runs routers and non-routed baselines (:data:`REPORT_METHODS`) with several seeds on every
 offline suite (DigitsMTL, MNIST1D-MTL, SyntheticMTL, and FashionMTL when Debian's files are
-installed), all in one grid (:mod:`routing_env.grid`), and writes ``REPORT.md``: per suite the
-results table and figures of ``routing-env compare``, then, for each claim of ``001`` section 4
-(:data:`CLAIMS`), whether our runs support it, with the numbers. A claim "A beats B" is
-*supported* on a suite when the 95% confidence interval of the difference of mean test
-accuracies (Welch's t, over seeds) lies above zero, *contradicted* when it lies below, and
-*not resolved* otherwise.
+installed), all in one grid (:mod:`routing_env.experiments.grid`), and writes ``REPORT.md``:
+per suite the results table and figures of ``routing-env compare``, then, for each claim of
+``001`` section 4 (:data:`CLAIMS`), whether our runs support it, with the numbers. A claim
+"A beats B" is *supported* on a suite when the 95% confidence interval of the difference of
+mean test accuracies (Welch's t, over seeds) lies above zero, *contradicted* when it lies
+below, and *not resolved* otherwise.
 
 The budgets (training samples per run, :data:`SUITE_BUDGETS`) are chosen so that the whole
 report with three seeds fits in 30 minutes on a 2-core machine; ``--budget-scale`` multiplies
@@ -29,9 +29,9 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
-from routing_env.compare import progress_printer, summarize, write_comparison
-from routing_env.grid import add_grid_arguments, run_grid
-from routing_env.runs import RunSpec, check_methods
+from routing_env.experiments.compare import progress_printer, summarize, write_comparison
+from routing_env.experiments.grid import add_grid_arguments, run_grid
+from routing_env.experiments.runs import RunSpec, check_methods
 
 #: Methods of the report and what ``001`` calls them.
 REPORT_METHODS: dict[str, str] = {
@@ -224,7 +224,8 @@ def report(
         suites: default :func:`report_suites`.
         methods: default all of :data:`REPORT_METHODS`.
         budget_scale: multiplies :data:`SUITE_BUDGETS` (other suites: 30,000 samples).
-        workers: parallel runs; ray_address: run on Ray (:func:`routing_env.grid.run_grid`).
+        workers: parallel runs; ray_address: run on Ray
+            (:func:`routing_env.experiments.grid.run_grid`).
         points: evaluations per run.
         progress: print a line as each run finishes.
 
@@ -303,8 +304,8 @@ def _markdown(
     seconds: float,
     workers: int,
 ) -> str:
-    from routing_env.compare import results_table
-    from routing_env.runs import env_settings
+    from routing_env.experiments.compare import results_table
+    from routing_env.experiments.runs import env_settings
 
     settings = env_settings({})
     lines = [

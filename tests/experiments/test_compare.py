@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from routing_env.cli import main
-from routing_env.compare import compare, confidence_interval, results_table, summarize
+from routing_env.experiments.cli import main
+from routing_env.experiments.compare import compare, confidence_interval, results_table, summarize
 
 
 def test_confidence_interval_is_student_t_of_the_mean():
