@@ -9,7 +9,8 @@ action ends its route as a wrong prediction (-1), which it learns to avoid. The 
 inside the environment on the routes it chooses; the test split is routed through the same
 network, greedily, without training it.
 
-Run: ``python examples/torchrl_ppo.py --frames 60000`` (SyntheticMTL's majority rate is 50%).
+Run: ``python examples/torchrl_ppo.py --frames 61440`` (the default; SyntheticMTL's majority
+rate is 50%): about 91% test accuracy, learning sets in after about 50k frames.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import routing_env  # noqa: F401  (registers the ids)
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env-id", default="routing_env/SyntheticMTL-v0")
-    parser.add_argument("--frames", type=int, default=60_000, help="environment steps")
+    parser.add_argument("--frames", type=int, default=61_440, help="environment steps")
     parser.add_argument("--num-envs", type=int, default=16, help="routes in flight")
     parser.add_argument("--frames-per-batch", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=4, help="PPO epochs per batch")
@@ -99,8 +100,13 @@ def main() -> None:
     loss_module = ClipPPOLoss(actor, critic, clip_epsilon=0.2, entropy_coeff=0.01,
                               critic_coeff=0.5)  # fmt: skip
     optimizer = torch.optim.Adam(loss_module.parameters(), lr=args.lr)
-    collector = Collector(env, actor, frames_per_batch=args.frames_per_batch,
-                          total_frames=args.frames)  # fmt: skip
+    collector = Collector(
+        env,
+        actor,
+        frames_per_batch=args.frames_per_batch,
+        total_frames=args.frames,
+        auto_register_policy_transforms=False,  # the policy keeps no recurrent state
+    )
     buffer = ReplayBuffer(
         storage=LazyTensorStorage(args.frames_per_batch),
         sampler=SamplerWithoutReplacement(),

@@ -32,9 +32,17 @@ def _slug(heading: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", heading.lower()).strip("-")[:40]
 
 
-@pytest.mark.parametrize(
-    "code", [code for _, code in _blocks()], ids=[_slug(h) for h, _ in _blocks()]
-)
+def _params() -> list:
+    # The Tianshou recipe trains and routes the whole test split through Tianshou's Collector
+    # (and compiles its numba kernels): about a minute on 2 cores, so it is slow.
+    return [
+        pytest.param(code, id=_slug(heading),
+                     marks=[pytest.mark.slow] if "Tianshou" in heading else [])
+        for heading, code in _blocks()
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("code", _params())
 def test_recipe_runs(code: str) -> None:
     for module in sorted(OPTIONAL):
         if re.search(rf"^\s*(from|import) {module}\b", code, flags=re.MULTILINE):
