@@ -207,11 +207,11 @@ def train(
         out_dir: if given, ``results.json`` is written there.
 
     Returns:
-        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the
-        epoch's training routes, and with ``eval_env`` ``test_accuracy``,
-        ``per_task_accuracy``, ``route_entropy``, ``modules_used``, ``routing_map``; plus
-        ``final`` (the last evaluation, or the last epoch's training statistics),
-        ``episodes`` and ``seconds``.
+        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the epoch's
+        training routes, and with ``eval_env`` ``test_accuracy``, ``test_loss`` (the mean loss of
+        the routes that made a prediction), ``per_task_accuracy``, ``route_entropy``,
+        ``modules_used``, ``routing_map``; plus ``final`` (the last evaluation, or the last epoch's
+        training statistics), ``episodes`` and ``seconds``.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be positive, got {episodes}")
@@ -221,6 +221,7 @@ def train(
         "mean_reward": [],
         "train_accuracy": [],
         "test_accuracy": [],
+        "test_loss": [],
         "per_task_accuracy": [],
         "route_entropy": [],
         "modules_used": [],
@@ -243,6 +244,7 @@ def train(
         if eval_env is not None:
             result = evaluate(agent, eval_env, eval_episodes)
             history["test_accuracy"].append(result["accuracy"])
+            history["test_loss"].append(result["mean_loss"])
             for key in ("per_task_accuracy", "route_entropy", "modules_used", "routing_map"):
                 history[key].append(result[key])
             bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
@@ -277,6 +279,7 @@ def train(
     if eval_env is not None:
         history["final"] = {
             "test_accuracy": history["test_accuracy"][-1],
+            "test_loss": history["test_loss"][-1],
             "per_task_accuracy": history["per_task_accuracy"][-1],
             "route_entropy": history["route_entropy"][-1],
             "modules_used": history["modules_used"][-1],
