@@ -21,6 +21,7 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 
 from agents.base import Agent, Episode, route_path
+from routing_env.metrics import evaluation_indices
 
 
 def run_episode(
@@ -98,12 +99,6 @@ def evaluate_router(router: Agent, env: Any, episodes: int | None = None) -> dic
         num_actions=network.num_actions,
         recurrent=network.routing == "recurrent",
     )
-
-
-def evaluation_indices(num_samples: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices of ``num_samples`` samples: the samples an evaluation
-    routes, the same at every call, every task represented."""
-    return np.linspace(0, num_samples - 1, num=count).round().astype(int)
 
 
 def route_statistics(

@@ -25,10 +25,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from agents.base import Agent, Episode, route_path
-from agents.evaluation import evaluation_indices, route_statistics, selection_entropy
+from agents.evaluation import route_statistics, selection_entropy
 from agents.factory import make_agent
 from agents.tabular import TabularAgent
 from agents.training import write_results
+from routing_env.metrics import evaluation_indices
 
 __all__ = [
     "evaluate_multiagent",

@@ -2,10 +2,10 @@
 
 * :class:`SB3Router` gives an SB3 model the ``act(obs, info)`` / ``greedy`` protocol of
   :class:`~agents.base.Agent`: the one boundary to SB3. The entry points of runs
-  (:func:`agents.evaluate`, :func:`agents.pretrain_modules`, the instruments of
-  :mod:`routing_env.metrics`) wrap a bare SB3 model in it once
-  (:func:`agents.training.as_router`), so the rest measures SB3 routers with the same code as
-  the others.
+  (:func:`agents.evaluate`, :func:`agents.pretrain_modules`,
+  :func:`routing_env.experiments.nonstationarity.measure_nonstationarity`) wrap a bare SB3
+  model in it once (:func:`agents.training.as_router`), so the rest measures SB3 routers with
+  the same code as the others.
 * :class:`RouterEvalCallback` evaluates the router on a test env every ``eval_every`` steps
   during ``model.learn``: learning curves in the format of :func:`agents.train`'s history.
 * :class:`ReplayStalenessCallback` measures what module updates do to the transitions held in
@@ -56,12 +56,6 @@ class SB3Router(Agent):
     :meth:`learn` raises. Sampling (``greedy=False``) uses SB3's random streams (torch's
     global generator), not ``self.rng``.
 
-    A deep copy (``copy.deepcopy``, as the return-drift probe of :mod:`routing_env.metrics`
-    takes snapshots) acts as the router does now and never changes with it: it wraps a copy of
-    the model's policy network alone, rebuilt from its constructor parameters and weights as
-    SB3's own ``save`` does (a policy may hold tensors from its last forward pass, which
-    ``copy.deepcopy`` refuses), not of the whole algorithm with its env and buffers.
-
     Args:
         model: a trained (or training) SB3 model (``PPO``, ``A2C``, ``DQN``, ``MaskablePPO``...),
             or an SB3 policy (``model.policy``).
@@ -98,15 +92,21 @@ class SB3Router(Agent):
         """Not supported: train the model with ``model.learn(total_timesteps)``."""
         raise TypeError(_LEARN_WITH_SB3)
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> SB3Router:
+    def frozen_copy(self) -> SB3Router:
+        """A router on a copy of the model's policy network, which later training leaves
+        unchanged (the snapshot of :class:`routing_env.metrics.ReturnDriftProbe`)."""
         policy = self.model.policy if isinstance(self.model, BaseAlgorithm) else self.model
-        fresh = type(policy)(**policy._get_constructor_parameters())
-        fresh.load_state_dict(policy.state_dict())
-        fresh.set_training_mode(False)
-        copy = SB3Router(fresh.to(policy.device), seed=self.seed)
-        copy.greedy = self.greedy
-        copy.rng.bit_generator.state = self.rng.bit_generator.state
-        return copy
+        return SB3Router(_copy_sb3_policy(policy))
+
+
+def _copy_sb3_policy(policy: BasePolicy) -> BasePolicy:
+    """A copy of an SB3 policy network, rebuilt from its constructor parameters and weights
+    as SB3's own ``save`` does: a policy may hold tensors from its last forward pass, which
+    ``copy.deepcopy`` refuses."""
+    fresh = type(policy)(**policy._get_constructor_parameters())
+    fresh.load_state_dict(policy.state_dict())
+    fresh.set_training_mode(False)
+    return fresh.to(policy.device)
 
 
 _LEARN_WITH_SB3 = (

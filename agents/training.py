@@ -33,7 +33,6 @@ from agents.base import Agent, EpisodeBatch
 from agents.evaluation import (
     entropy,
     evaluate_router,
-    evaluation_indices,
     report_exploration,
     route_statistics,
     run_episode,
@@ -41,8 +40,9 @@ from agents.evaluation import (
     squashes,
 )
 from agents.factory import make_agent
+from routing_env.metrics import evaluation_indices
 
-# Names that moved to agents.evaluation, still importable from here.
+# Names that moved to agents.evaluation and routing_env.metrics, still importable from here.
 __all__ = [
     "as_router",
     "entropy",
@@ -62,9 +62,9 @@ def as_router(agent: Agent | Any) -> Agent:
     """``agent`` as a router: itself if it is an :class:`~agents.base.Agent`, else the
     Stable-Baselines3 model wrapped once in :class:`agents.sb3.SB3Router`.
 
-    The entry points (:func:`train`, :func:`evaluate`, :func:`pretrain_modules`, the instruments
-    of :mod:`routing_env.metrics`) call it once, so that everything after them meets one
-    protocol.
+    The entry points that take a router (:func:`evaluate`, :func:`pretrain_modules`,
+    :func:`routing_env.experiments.nonstationarity.measure_nonstationarity`) call it once, so
+    that everything after them meets one protocol.
 
     Raises:
         TypeError: ``agent`` is neither (or Stable-Baselines3 is not installed).
@@ -126,11 +126,11 @@ def train(
         out_dir: if given, ``results.json`` is written there.
 
     Returns:
-        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the
-        epoch's training routes, and with ``eval_env`` ``test_accuracy``,
-        ``per_task_accuracy``, ``route_entropy``, ``modules_used``, ``routing_map``; plus
-        ``final`` (the last evaluation, or the last epoch's training statistics),
-        ``episodes`` and ``seconds``.
+        The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the epoch's
+        training routes, and with ``eval_env`` ``test_accuracy``, ``test_loss`` (the mean loss of
+        the routes that made a prediction), ``per_task_accuracy``, ``route_entropy``,
+        ``modules_used``, ``routing_map``; plus ``final`` (the last evaluation, or the last epoch's
+        training statistics), ``episodes`` and ``seconds``.
     """
     if not isinstance(agent, Agent):
         raise TypeError(
@@ -145,6 +145,7 @@ def train(
         "mean_reward": [],
         "train_accuracy": [],
         "test_accuracy": [],
+        "test_loss": [],
         "per_task_accuracy": [],
         "route_entropy": [],
         "modules_used": [],
@@ -167,6 +168,7 @@ def train(
         if eval_env is not None:
             result = evaluate_router(agent, eval_env, eval_episodes)
             history["test_accuracy"].append(result["accuracy"])
+            history["test_loss"].append(result["mean_loss"])
             for key in _EVALUATED:
                 history[key].append(result[key])
             bar.set_postfix(test_acc=f"{result['accuracy']:.3f}")
@@ -199,7 +201,9 @@ def train(
     history["episodes"] = episodes
     history["seconds"] = time.perf_counter() - start
     if eval_env is not None:
-        history["final"] = {key: history[key][-1] for key in ("test_accuracy", *_EVALUATED)}
+        history["final"] = {
+            key: history[key][-1] for key in ("test_accuracy", "test_loss", *_EVALUATED)
+        }
     else:
         history["final"] = {"train_accuracy": history["train_accuracy"][-1]}
     if out_dir is not None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 
+from routing_env.experiments.arguments import SEEDS_HELP, parse_seeds
 from routing_env.experiments.compare import compare, results_table
 
 ALGORITHMS = ("wpl", "q", "q-approx", "reinforce-approx", "advantage", "actor-critic")
@@ -27,7 +28,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="digits-mtl")
     parser.add_argument("--episodes", type=int, default=100_000, help="training routes per run")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=parse_seeds, default="3", help=SEEDS_HELP)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="runs/compare")
     args = parser.parse_args()

@@ -46,6 +46,7 @@ from agents.multiagent import (  # noqa: E402
 )
 from routing_env import routing_game_v0  # noqa: E402
 from routing_env.datasets.suites import FASHION_DIR  # noqa: E402
+from routing_env.experiments.arguments import SEEDS_HELP, parse_seeds  # noqa: E402
 from routing_env.experiments.multiagent_plots import plot_multiagent  # noqa: E402
 
 POPULATIONS = {
@@ -182,7 +183,7 @@ def plot_populations(runs: list[dict[str, Any]], suite: str, out_dir: str) -> st
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=2000, help="game rounds per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=parse_seeds, default="3", help=SEEDS_HELP)
     parser.add_argument(
         "--populations", nargs="+", default=list(POPULATIONS), choices=list(POPULATIONS)
     )

@@ -17,7 +17,7 @@ modules) PPO with default hyperparameters stayed at chance after 40k steps and r
 after 200k in a prototype measurement; the default ``--steps 30000`` (a few minutes for
 everything, one seed) shows the start of learning only. For converged figures:
 
-Run: ``python examples/sb3_routers.py --steps 200000 --seeds 0 1 2 --out runs/sb3``
+Run: ``python examples/sb3_routers.py --steps 200000 --seeds 3 --out runs/sb3``
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from agents.training import evaluation_indices  # noqa: E402
+from routing_env.experiments.arguments import SEEDS_HELP, parse_seeds  # noqa: E402
 
 SUITES = {"synthetic": "synthetic-mtl", "digits": "digits-mtl"}
 ROUTERS = ("ppo", "a2c", "dqn", "dqn-small-buffer", "maskable-ppo")
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     """Parse the flags, train every (suite, router, seed), write the table and plots."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30_000, help="environment steps per run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds to run")
+    parser.add_argument("--seeds", type=parse_seeds, default="1", help=SEEDS_HELP)
     parser.add_argument("--suites", nargs="+", default=list(SUITES), choices=list(SUITES))
     parser.add_argument("--routers", nargs="+", default=list(ROUTERS), choices=list(ROUTERS))
     parser.add_argument("--num-envs", type=int, default=8, help="routes in flight at once")

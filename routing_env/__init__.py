@@ -11,6 +11,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from routing_env.datasets import MultiTaskDataset, load_suite
+from routing_env.datasets.suites import canonical_suite
 from routing_env.env import RoutingEnv
 from routing_env.network import RoutedNetwork
 from routing_env.vector import RoutingVectorEnv
@@ -22,6 +23,7 @@ __all__ = [
     "RoutingVectorEnv",
     "SUITE_IDS",
     "load_suite",
+    "suite_id",
 ]
 __version__ = "0.1.0"
 
@@ -35,6 +37,16 @@ SUITE_IDS = {
     "CIFAR-MTL-v0": "cifar-mtl",
     "TwoModeRegression-v0": "regression-two-mode",
 }
+
+
+def suite_id(name: str) -> str:
+    """The Gymnasium id of a suite given by any of its spellings: ``"digits-mtl"``,
+    ``"DigitsMTL-v0"`` or ``"routing_env/DigitsMTL-v0"`` (a ValueError names the known ones)."""
+    suite = canonical_suite(name)
+    for env_id, known in SUITE_IDS.items():
+        if known == suite:
+            return f"routing_env/{env_id}"
+    raise ValueError(f"suite {name!r} has no Gymnasium id")
 
 
 def _register() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from routing_env.checkpoint import generator_state, restore_generator
 from routing_env.datasets import MultiTaskDataset
 from routing_env.mdp import (
     INVALID_ACTION_MODES,
@@ -285,6 +287,45 @@ class RoutingEnv(RoutingMDP, gym.Env):
             self._depth if depth is None else depth,
             mask.copy(),
         )
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything this env adds to its network's state to continue exactly: the sample
+        stream, its random state and the route in flight (plain values and arrays; see
+        :mod:`routing_env.checkpoint`)."""
+        route = None
+        if self._route_active:
+            route = {
+                "index": self._index,
+                "h": self._h.copy(),
+                "depth": self._depth,
+                "path": self._path.copy(),
+                "length": self._length,
+                "exploratory": self._exploratory_count,
+                "next_exploratory": self._next_exploratory,
+                "info": self._last_info,
+            }
+        return {
+            "stream": self._stream.state_dict(),
+            "rng": generator_state(self.np_random),
+            "route": route,
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint_state` (the network is restored separately)."""
+        self._stream.load_state_dict(state["stream"])
+        restore_generator(self.np_random, state["rng"])
+        route = state["route"]
+        self._route_active = route is not None
+        self._ended = False
+        if route is not None:
+            self._index = int(route["index"])
+            self._h = np.asarray(route["h"], dtype=np.float32)
+            self._depth = int(route["depth"])
+            self._path = np.asarray(route["path"], dtype=np.int64).copy()
+            self._length = int(route["length"])
+            self._exploratory_count = int(route["exploratory"])
+            self._next_exploratory = bool(route["next_exploratory"])
+            self._last_info = dict(route["info"])
 
     def mark_exploratory(self, explored: bool = True) -> None:
         """Tell the environment whether the action the next :meth:`step` receives was

@@ -47,6 +47,7 @@ import torch
 from gymnasium import spaces
 
 from routing_env.datasets import MultiTaskDataset, load_suite
+from routing_env.datasets.suites import canonical_suite
 from routing_env.network import RoutedNetwork, RouteGraph
 from routing_env.rewards import (
     FINAL_REWARDS,
@@ -69,6 +70,17 @@ NETWORK_KEYWORDS = (
     "readout",
     "module_lr",
     "module_optimizer",
+    "module_batch_size",
+    "device",
+)
+
+#: Network keywords whose value the network keeps as an attribute of the same name.
+_RECORDED_BY_NETWORK = (
+    "routing",
+    "num_modules",
+    "max_depth",
+    "hidden_dim",
+    "module_lr",
     "module_batch_size",
     "device",
 )
@@ -103,11 +115,17 @@ def resolve_dataset(
         return dataset
     if isinstance(dataset, (str, os.PathLike)):
         text = os.fspath(dataset)
-        if text.endswith(".npz") or os.path.sep in text:
+        if text.endswith(".npz"):
             return MultiTaskDataset.from_npz(text)
+        try:
+            name = canonical_suite(text)
+        except ValueError:
+            if os.path.exists(text):
+                return MultiTaskDataset.from_npz(text)
+            raise
         options = tuple(sorted((dataset_options or {}).items()))
         data_dir = None if data_dir is None else os.fspath(data_dir)
-        return _cached_suite(text, data_dir, options)
+        return _cached_suite(name, data_dir, options)
     raise TypeError(
         "dataset must be a suite name, a path to an .npz file or a MultiTaskDataset, "
         f"not {type(dataset).__name__}"
@@ -150,6 +168,20 @@ class SampleStream:
     def restart(self) -> None:
         """Begin a new pass at the next :meth:`take` (after a reseed)."""
         self._position = len(self.samples)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stream's position: the pass's order and how far it has been drawn."""
+        return {"order": self._order.copy(), "position": int(self._position)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`."""
+        order = np.asarray(state["order"], dtype=np.int64)
+        if order.shape != self.samples.shape or not np.array_equal(
+            np.sort(order), np.sort(self.samples)
+        ):
+            raise ValueError("the saved sample order is not a pass over this stream's samples")
+        self._order = order
+        self._position = int(state["position"])
 
     def take(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """The next ``count`` split indices (int64), a new pass whenever one runs out."""
@@ -257,12 +289,7 @@ class RoutingMDP:
             self.network = self._build_network(network_options)
             self._owns_network = True
         else:
-            given = [name for name in NETWORK_KEYWORDS if network_options[name] is not None]
-            if given:
-                raise ValueError(
-                    f"network= was given, so {', '.join(given)} cannot be set here: "
-                    "they are properties of that network"
-                )
+            self._check_same_settings(network, network_options)
             self._check_compatible(network)
             self.network = network
             self._owns_network = False
@@ -340,6 +367,26 @@ class RoutingMDP:
             seed=0,
             **chosen,
         )
+
+    @staticmethod
+    def _check_same_settings(network: RoutedNetwork, options: Mapping[str, Any]) -> None:
+        """With ``network=``, network keywords may be given only with the network's own values
+        (passing one set of keywords to a train and a test env is the natural pattern)."""
+        for name, value in options.items():
+            if value is None:
+                continue
+            if name not in _RECORDED_BY_NETWORK:
+                raise ValueError(
+                    f"network= was given, so {name} cannot be set here: it is a property of "
+                    "that network (leave it unset)"
+                )
+            own = getattr(network, name)
+            same = torch.device(value) == own if name == "device" else own == value
+            if not same:
+                raise ValueError(
+                    f"network= was given with {name}={value!r}, but that network has "
+                    f"{name}={own!r}: leave {name} unset or give the network's value"
+                )
 
     def _check_compatible(self, network: RoutedNetwork) -> None:
         dataset = self.dataset

@@ -115,6 +115,25 @@ class SelectionHistory:
                 position = (position + take) % window
             self._next[layer] = position
 
+    def state_dict(self) -> dict[str, np.ndarray | int]:
+        """The window's contents (for checkpoints)."""
+        return {
+            "window": self.window,
+            "recent": self._recent.copy(),
+            "counts": self._counts.copy(),
+            "next": self._next.copy(),
+            "filled": self._filled.copy(),
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray | int]) -> None:
+        """Continue from a :meth:`state_dict` of a window of the same size."""
+        if int(state["window"]) != self.window or np.shape(state["counts"]) != self._counts.shape:
+            raise ValueError("the saved selection window has another size than this one")
+        self._recent[:] = state["recent"]
+        self._counts[:] = state["counts"]
+        self._next[:] = state["next"]
+        self._filled[:] = state["filled"]
+
     def clear(self) -> None:
         """Forget every recorded decision."""
         self._recent.fill(-1)

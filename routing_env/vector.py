@@ -10,6 +10,7 @@ replaced at once (same-step autoreset). Everything else is the contract of the s
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from routing_env.checkpoint import generator_state, restore_generator
 from routing_env.datasets import MultiTaskDataset
 from routing_env.mdp import INFO_KEYS, RoutingMDP, SampleStream
 from routing_env.network import RouteGraph
@@ -245,6 +247,53 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
                 self._level = int(depth[0])
         self._current_infos(infos)
         return self._observations(), rewards, done.copy(), self._never.copy(), infos
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything this env adds to its network's state to continue exactly: the sample
+        stream, its random state and the routes in flight (their activations, depths, paths,
+        samples and exploration counts). The recorded forward pass of the routes in flight is
+        not kept: after a restore they train by recomputing it, which gives the same update."""
+        return {
+            "stream": self._stream.state_dict(),
+            "rng": generator_state(self.np_random),
+            "started": self._started,
+            "h": self._h.detach().cpu().numpy().copy(),
+            "depth": self._depth.copy(),
+            "level": self._level,
+            "path": self._path.copy(),
+            "path_length": self._path_length.copy(),
+            "index": self._index.copy(),
+            "exploratory": self._exploratory_count.copy(),
+            "next_exploratory": self._next_exploratory.copy(),
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint_state` (the network is restored separately)."""
+        if np.shape(state["index"]) != (self.num_envs,):
+            raise ValueError(
+                f"the saved vector env had {np.shape(state['index'])[0]} sub-environments, "
+                f"this one has {self.num_envs}"
+            )
+        self._stream.load_state_dict(state["stream"])
+        restore_generator(self.np_random, state["rng"])
+        self._drop_graph()
+        self._started = bool(state["started"])
+        self._h = torch.as_tensor(np.asarray(state["h"]), device=self.network.device)
+        self._depth = np.asarray(state["depth"], dtype=np.int64).copy()
+        self._level = None if state["level"] is None else int(state["level"])
+        self._path = np.asarray(state["path"], dtype=np.int64).copy()
+        self._path_length = np.asarray(state["path_length"], dtype=np.int64).copy()
+        self._index = np.asarray(state["index"], dtype=np.int64).copy()
+        self._task_now = self._task[self._index]
+        self._exploratory_count = np.asarray(state["exploratory"], dtype=np.int64).copy()
+        self._next_exploratory = np.asarray(state["next_exploratory"], dtype=bool).copy()
+
+    def observe(self) -> tuple[Any, dict[str, Any]]:
+        """The observations and infos of the routes in flight, as the last step returned them
+        (after :meth:`restore_state`, to go on acting)."""
+        infos: dict[str, Any] = {}
+        self._current_infos(infos)
+        return self._observations(), infos
 
     def mark_exploratory(self, explored: Any) -> None:
         """Which of the actions the next :meth:`step` receives were exploratory (``000``

@@ -430,3 +430,16 @@ def test_train_reports_exploration_so_random_branch_routes_do_not_train():
         train(agent, env, 64, seed=None, progress=False)
         assert env.network.num_updates == 4
         assert torch.equal(before, params(env.network)) is unchanged
+
+
+def test_network_keyword_accepts_the_networks_own_values_and_names_a_conflict():
+    same = {"num_modules": 4, "max_depth": 2, "module_lr": 0.2, "module_batch_size": 8}
+    train = gym.make("routing_env/DigitsMTL-v0", **same)
+    network = train.unwrapped.network
+    test = gym.make("routing_env/DigitsMTL-v0", split="test", network=network, **same)
+    assert test.unwrapped.network is network
+    RoutingEnv("digits-mtl", network=network, device="cpu", routing="layered")
+    with pytest.raises(ValueError, match=r"module_lr=0\.5.*module_lr=0\.2"):
+        RoutingEnv("digits-mtl", network=network, module_lr=0.5)
+    with pytest.raises(ValueError, match="trunk cannot be set here"):
+        RoutingEnv("digits-mtl", network=network, trunk="mlp")

@@ -7,11 +7,11 @@ import torch
 from agents import FixedRouter, RandomRouter, make_agent
 from agents.training import evaluate, run_episode
 from routing_env import RoutingEnv
+from routing_env.experiments.nonstationarity import measure_nonstationarity
 from routing_env.metrics import (
     ModuleDriftRecorder,
     ReturnDriftProbe,
     map_stability,
-    measure_nonstationarity,
     task_partition_ari,
 )
 

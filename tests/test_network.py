@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.network import RoutedNetwork, _GroupLayout
+from routing_env.network import RoutedNetwork, reference_update
+from routing_env.network.kernel import GroupLayout
 
 
 def make(**kwargs) -> RoutedNetwork:
@@ -190,7 +191,7 @@ def test_group_layout_puts_each_row_in_a_chunk_of_its_group(count, skew):
             groups = np.minimum(rng.geometric(0.5, rows) - 1, count - 1)
         else:
             groups = rng.integers(0, count, rows)
-        layout = _GroupLayout(groups, count)
+        layout = GroupLayout(groups, count)
         size = layout.chunk_size
         np.testing.assert_array_equal(layout.sources[layout.slots], np.arange(rows))
         assert len(np.unique(layout.slots)) == rows
@@ -209,29 +210,31 @@ def test_group_layout_puts_each_row_in_a_chunk_of_its_group(count, skew):
         for group in layout.used.tolist():
             assert (np.diff(layout.slots[groups == group]) > 0).all()
     with pytest.raises(IndexError, match="outside"):
-        _GroupLayout(np.array([0, count]), count)
+        GroupLayout(np.array([0, count]), count)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("routing", ["layered", "recurrent"])
 def test_update_equals_the_straightforward_step(routing, optimizer):
-    """Same loss gradients as per-sample autograd; unrouted modules get none."""
+    """`update` (by hand for layered SGD, autograd on the stacks elsewhere) takes the step of
+    the plain-autograd `reference_update`, whose loss is the per-sample one; unrouted modules
+    get no gradient."""
     options = {"routing": routing, "module_optimizer": optimizer, "num_modules": 6}
     if routing == "recurrent":
         options["readout"] = "per_task"
     net, reference = make(**options), make(**options)
+    assert (net._by_hand_lr() is not None) == (routing == "layered" and optimizer == "sgd")
     g = torch.Generator().manual_seed(4)
     for _ in range(3):
         x, y = torch.randn(25, 6, generator=g), torch.randint(0, 2, (25,), generator=g)
         task = torch.randint(0, 3, (25,), generator=g)
         routes = random_routes(g, 25, net, skew=True, stops=routing == "recurrent")
         routes[:, 0] = routes[:, 0].clamp(0, 4)  # module 5 of the first layer stays unrouted
-        loss = reference.per_sample_loss(one_by_one(reference, x, task, routes), y).mean()
-        reference.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        reference._drop_unrouted_gradients(routes)
-        reference.optimizer.step()
-        assert net.update(x, task, y, routes) == pytest.approx(float(loss.detach()), rel=1e-5)
+        with torch.no_grad():
+            alone = reference.per_sample_loss(one_by_one(reference, x, task, routes), y).mean()
+        loss = reference_update(reference, x, task, y, routes)
+        assert loss == pytest.approx(float(alone), rel=1e-5)
+        assert net.update(x, task, y, routes) == pytest.approx(loss, rel=1e-5)
         for (name, p), q in zip(net.named_parameters(), reference.parameters(), strict=True):
             if optimizer == "sgd":
                 torch.testing.assert_close(p, q, msg=name)
@@ -241,8 +244,9 @@ def test_update_equals_the_straightforward_step(routing, optimizer):
                     torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6)
                 with torch.no_grad():
                     p.copy_(q)
-    if routing == "layered" and optimizer == "adam":  # SGD steps never set module grads
+    if routing == "layered":  # never routed: no gradient (and SGD steps never set module grads)
         assert net.layers[0][5][0].weight.grad is None
+        assert reference.layers[0][5][0].weight.grad is None
 
 
 def test_parameters_are_views_of_the_stacked_weights_and_stay_right():
@@ -252,7 +256,7 @@ def test_parameters_are_views_of_the_stacked_weights_and_stay_right():
     g = torch.Generator().manual_seed(5)
     x, task = torch.randn(9, 6, generator=g), torch.randint(0, 3, (9,), generator=g)
     y, routes = torch.randint(0, 2, (9,), generator=g), torch.randint(0, 5, (9, 3), generator=g)
-    weight, _ = net._stacked(1)
+    weight, _ = net._kernel.stacked(1)
     assert net.layers[1][3][0].weight.data_ptr() == weight[3].data_ptr()
     clone = copy.deepcopy(net)
     before = params(net)
@@ -284,16 +288,14 @@ def params(network: torch.nn.Module) -> torch.Tensor:
 @pytest.mark.parametrize("task_type", ["classification", "regression"])
 @pytest.mark.parametrize("skew", [False, True])
 def test_update_by_hand_with_route_weights_equals_autograd_sgd(task_type, skew):
-    """The default plain-SGD update (backward written out) against the same SGD through
-    autograd (an optimizer factory takes that path), with PASS rows at the square middle
-    layer and per-route weights (exploration squashing), some of them 0."""
+    """The default plain-SGD update (backward written out) against `reference_update`, the
+    same SGD step through autograd, with PASS rows at the square middle layer and per-route
+    weights (exploration squashing), some of them 0."""
     outputs = 2 if task_type == "classification" else 1
     options = {"num_modules": 5, "seed": 3, "task_type": task_type}
     net = RoutedNetwork((6,), 3, outputs, **options)
-    reference = RoutedNetwork(
-        (6,), 3, outputs, module_optimizer=lambda p, lr: torch.optim.SGD(p, lr=lr), **options
-    )
-    assert net._by_hand_lr() is not None and reference._by_hand_lr() is None
+    reference = RoutedNetwork((6,), 3, outputs, **options)
+    assert net._by_hand_lr() is not None
     g = torch.Generator().manual_seed(9)
     for _ in range(3):
         x, task = torch.randn(20, 6, generator=g), torch.randint(0, 3, (20,), generator=g)
@@ -307,6 +309,29 @@ def test_update_by_hand_with_route_weights_equals_autograd_sgd(task_type, skew):
         weights = torch.rand(20, generator=g)
         weights[::3] = 0.0
         value = net.update(x, task, y, routes, weights)
-        assert value == pytest.approx(reference.update(x, task, y, routes, weights), rel=1e-5)
+        assert value == pytest.approx(
+            reference_update(reference, x, task, y, routes, weights), rel=1e-5
+        )
         for (name, p), q in zip(net.named_parameters(), reference.parameters(), strict=True):
             torch.testing.assert_close(p, q, msg=name)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_reference_update_leaves_modules_of_weight_zero_routes_alone(optimizer):
+    """A module that only routes of weight 0 went through gets no gradient from either path,
+    so not even Adam's state moves it; the per-task readout heads likewise."""
+    options = {"routing": "recurrent", "readout": "per_task", "module_optimizer": optimizer}
+    net, reference = make(**options), make(**options)
+    x, y = torch.randn(4, 6, generator=torch.Generator().manual_seed(2)), torch.tensor([0, 1, 0, 1])
+    task = torch.tensor([0, 0, 1, 2])
+    routes = torch.tensor([[0, 4, -1], [0, 1, 4], [2, 4, -1], [3, 4, -1]])
+    weights = torch.tensor([1.0, 0.5, 0.0, 1.0])  # module 2 and head 1 only on a weight-0 route
+    before = flat(net)
+    assert net.update(x, task, y, routes, weights) == pytest.approx(
+        reference_update(reference, x, task, y, routes, weights), rel=1e-6
+    )
+    torch.testing.assert_close(flat(net), flat(reference))
+    for network in (net, reference):
+        assert network.layers[0][2][0].weight.grad is None
+        assert network.readout[1].weight.grad is None
+    assert not torch.equal(before, flat(net))

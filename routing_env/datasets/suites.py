@@ -26,7 +26,7 @@ from routing_env.datasets.base import (
 from routing_env.datasets.cifar import load_cifar100_python
 from routing_env.datasets.idx import find_idx, read_idx
 
-__all__ = ["FASHION_DIR", "SUITES", "available_offline", "load_suite"]
+__all__ = ["FASHION_DIR", "SUITES", "available_offline", "canonical_suite", "load_suite"]
 
 SUITES = (
     "digits-mtl",
@@ -483,8 +483,10 @@ def _key(name: str) -> str:
 _ALIASES = {_key(suite): suite for suite in SUITES} | {"twomoderegression": "regression-two-mode"}
 
 
-def _canonical(name: str) -> str:
-    """The suite name ``name`` refers to, or a ValueError listing the known ones."""
+def canonical_suite(name: str) -> str:
+    """The suite name ``name`` refers to (``"digits-mtl"`` for ``"DigitsMTL-v0"``,
+    ``"routing_env/DigitsMTL-v0"`` or ``"digits_mtl"``), or a ValueError listing the known
+    ones."""
     suite = _ALIASES.get(_key(name)) if isinstance(name, str) else None
     if suite is None:
         raise ValueError(f"unknown suite {name!r}; known suites: {', '.join(SUITES)}")
@@ -526,7 +528,7 @@ def load_suite(
             them and to pass ``data_dir=``.
         CorruptDataError: the files exist but are malformed or unsafe.
     """
-    suite = _canonical(name)
+    suite = canonical_suite(name)
     builder = _BUILDERS[suite]
     parameters = inspect.signature(builder).parameters
     accepted = [p for p in parameters if p not in ("data_dir", "seed")]
@@ -549,7 +551,7 @@ def available_offline(name: str) -> bool:
     Raises:
         ValueError: unknown suite.
     """
-    suite = _canonical(name)
+    suite = canonical_suite(name)
     if suite == "fashion-mtl":
         return not _idx_files(Path(FASHION_DIR))[1]
     return suite in _GENERATED

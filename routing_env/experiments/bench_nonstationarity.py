@@ -1,9 +1,9 @@
 """``routing-env bench-nonstationarity``: the non-stationarity benchmark protocol.
 
 For every agent, condition and seed the verb builds a fresh environment, trains the agent with
-:func:`routing_env.metrics.measure_nonstationarity` (all metrics every ``--every`` routes) and
-prints one table row per agent and condition, averaged over the seeds. Conditions
-(DESIGN 6):
+:func:`routing_env.experiments.nonstationarity.measure_nonstationarity` (all metrics every
+``--every`` routes) and prints one table row per agent and condition, averaged over the seeds.
+Conditions (DESIGN 6):
 
 * ``trained``: the modules train on the agent's routes (the non-stationary MDP);
 * ``frozen``: ``train_modules=False`` from the start (the stationary control);
@@ -25,6 +25,16 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
+from routing_env import suite_id
+from routing_env.experiments.arguments import (
+    SEEDS_HELP,
+    HelpFormatter,
+    UsageError,
+    add_episodes,
+    parse_seeds,
+    plain,
+    positive,
+)
 from routing_env.experiments.runs import SB3_METHODS
 from routing_env.settings import NETWORK_DEFAULTS
 
@@ -47,8 +57,8 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     bench = commands.add_parser(
         "bench-nonstationarity",
         help="measure module drift, return drift, collapse and cluster recovery",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
     )
     bench.add_argument(
         "--agent",
@@ -56,16 +66,18 @@ def add_parser(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="comma-separated agent names (those of `routing-env train`, or "
         f"{', '.join(SB3_METHODS)})",
     )
-    bench.add_argument("--suite", default="SyntheticMTL-v0", help="a registered suite id")
-    bench.add_argument("--routes", type=int, default=100_000, help="training routes per run")
+    bench.add_argument(
+        "--suite", default="SyntheticMTL-v0", help="suite (synthetic-mtl or SyntheticMTL-v0)"
+    )
+    add_episodes(bench, 100_000, "training routes per run")
     bench.add_argument("--every", type=int, default=None, help="routes between measurements")
-    bench.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    bench.add_argument("--seeds", type=parse_seeds, default="3", help=SEEDS_HELP)
     bench.add_argument(
         "--conditions",
         default="trained,frozen",
         help=f"comma-separated conditions among {', '.join(CONDITIONS)}",
     )
-    bench.add_argument("--pretrain-routes", type=int, default=None, help="default: --routes")
+    bench.add_argument("--pretrain-routes", type=int, default=None, help="default: --episodes")
     bench.add_argument(
         "--module-optimizer", default="sgd", choices=["sgd", "adam", "rmsprop", "adagrad"]
     )
@@ -95,23 +107,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     agent_names = _names(args.agent, "--agent")
     unknown = [n for n in agent_names if n not in AGENT_NAMES and n not in SB3_METHODS]
     if unknown:
-        raise SystemExit(
+        raise UsageError(
             f"bench-nonstationarity: unknown agent(s) {', '.join(unknown)}; known: "
             f"{', '.join((*AGENT_NAMES, *SB3_METHODS))}"
         )
     conditions = _names(args.conditions, "--conditions")
     bad = [c for c in conditions if c not in CONDITIONS]
     if bad:
-        raise SystemExit(f"bench-nonstationarity: unknown condition(s) {', '.join(bad)}")
-    try:
-        seeds = [int(s) for s in _names(args.seeds, "--seeds")]
-    except ValueError:
-        raise SystemExit(
-            f"bench-nonstationarity: --seeds must be integers, got {args.seeds!r}"
-        ) from None
-    if args.routes < 1 or (args.every is not None and args.every < 1) or args.num_envs < 1:
-        raise SystemExit("bench-nonstationarity: --routes, --every and --num-envs must be positive")
-    every = args.every or max(1, args.routes // 10)
+        raise UsageError(f"bench-nonstationarity: unknown condition(s) {', '.join(bad)}")
+    seeds = args.seeds
+    for option in ("episodes", "every", "num_envs"):
+        positive(getattr(args, option), f"--{option.replace('_', '-')}")
+    every = args.every or max(1, args.episodes // 10)
     settings = _settings(args, every)
 
     runs = []
@@ -152,7 +159,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def _names(text: str, option: str) -> list[str]:
     names = [part.strip() for part in str(text).split(",") if part.strip()]
     if not names:
-        raise SystemExit(f"bench-nonstationarity: {option} is empty")
+        raise UsageError(f"bench-nonstationarity: {option} is empty")
     return names
 
 
@@ -162,13 +169,13 @@ def _settings(args: argparse.Namespace, every: int) -> dict[str, Any]:
     router_lr = args.router_lr
     if args.lr_ratio is not None:
         router_lr = args.lr_ratio * module_lr
-    suite = args.suite if "/" in args.suite else f"routing_env/{args.suite}"
+    suite = suite_id(args.suite)
     return {
         "suite": suite,
-        "routes": args.routes,
+        "routes": args.episodes,
         "every": every,
         "seeds": args.seeds,
-        "pretrain_routes": args.pretrain_routes or args.routes,
+        "pretrain_routes": args.pretrain_routes or args.episodes,
         "module_optimizer": args.module_optimizer,
         "module_lr": module_lr,
         "module_batch_size": batch,
@@ -186,7 +193,7 @@ def run_one(name: str, condition: str, seed: int, settings: dict[str, Any]) -> d
 
     import routing_env  # noqa: F401  (registers the ids)
     from agents.training import pretrain_modules
-    from routing_env.metrics import measure_nonstationarity
+    from routing_env.experiments.nonstationarity import measure_nonstationarity
 
     torch.manual_seed(seed)
     env_kwargs = {
@@ -236,7 +243,7 @@ def _sb3_agent(name: str, env: Any, seed: int, settings: dict[str, Any]) -> Any:
     try:
         check_methods([name])
     except ImportError as error:
-        raise SystemExit(str(error)) from None
+        raise UsageError(str(error)) from None
     options = {} if settings["router_lr"] is None else {"learning_rate": settings["router_lr"]}
     return sb3_model(name, env, seed, **options)
 

@@ -14,26 +14,47 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+from gymnasium import error as gym_error
+
+from routing_env import suite_id
+from routing_env.experiments.arguments import (
+    HelpFormatter,
+    UsageError,
+    add_episodes,
+    fail,
+    plain,
+    positive,
+)
+from routing_env.experiments.demo import main as demo_main
+from routing_env.experiments.runs import SB3_METHODS, majority_rate
 from routing_env.settings import TRAIN_DEFAULTS
 
 
 def _add_train(commands: argparse._SubParsersAction) -> None:
     from agents.factory import AGENT_NAMES
 
-    train = commands.add_parser("train", help="train a router and write results.json and plots")
+    train = commands.add_parser(
+        "train",
+        help="train a router and write results.json and plots",
+        description=plain(run_train.__doc__),
+        formatter_class=HelpFormatter,
+    )
     source = train.add_mutually_exclusive_group()
-    source.add_argument("--env", default=TRAIN_DEFAULTS["env"], help="a registered suite id")
+    source.add_argument(
+        "--env",
+        default=TRAIN_DEFAULTS["env"],
+        help="a suite: its Gymnasium id (DigitsMTL-v0) or name (digits-mtl)",
+    )
     source.add_argument("--dataset", help="train on a user's .npz (see MultiTaskDataset.from_npz)")
     train.add_argument(
         "--agent",
         default="wpl",
-        choices=AGENT_NAMES,
+        choices=(*AGENT_NAMES, *SB3_METHODS),
         metavar="AGENT",
-        help=f"one of: {', '.join(AGENT_NAMES)}",
+        help=f"one of: {', '.join((*AGENT_NAMES, *SB3_METHODS))}",
     )
-    train.add_argument(
-        "--episodes", type=int, default=TRAIN_DEFAULTS["episodes"], help="training routes"
-    )
+    add_episodes(train, TRAIN_DEFAULTS["episodes"], "training routes")
     train.add_argument("--seed", type=int, default=TRAIN_DEFAULTS["seed"])
     train.add_argument("--out", default="runs/train", help="output folder")
     train.add_argument("--eval-every", type=int, default=None, help="routes per epoch")
@@ -55,7 +76,9 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
-    """Train as the parsed ``train`` arguments say; print the table; write the results."""
+    """Train a router (or an SB3 method) on a suite or a user's .npz, print a progress bar and
+    the final table, and write results.json, learning_curves.png and routing_map.png to --out.
+    Unset environment options take the environment's defaults (routing_env/settings.py)."""
     import gymnasium as gym
     import torch
 
@@ -64,6 +87,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from agents.training import train
     from routing_env.experiments.plots import plot_history
 
+    for option in ("episodes", "eval_every", "num_modules", "max_depth", "module_batch_size"):
+        positive(getattr(args, option), f"--{option.replace('_', '-')}")
     torch.manual_seed(args.seed)
     env_kwargs: dict[str, Any] = {
         "reward": args.reward,
@@ -78,9 +103,11 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     # Unset keywords take the environment's own defaults (routing_env.settings).
     env_kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
     if args.dataset:
-        env_id, env_kwargs["dataset"] = "routing_env/Routing-v0", args.dataset
+        env_id, env_kwargs["dataset"] = "routing_env/Routing-v0", _user_dataset(args.dataset)
     else:
-        env_id = args.env if "/" in args.env else f"routing_env/{args.env}"
+        env_id = suite_id(args.env)
+    if args.agent in SB3_METHODS:
+        return _train_sb3(args, env_id, env_kwargs)
     env = gym.make(env_id, **env_kwargs)
     test_kwargs = {
         k: v
@@ -105,7 +132,14 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         "env": env_id if not args.dataset else args.dataset,
         "agent": args.agent,
         "seed": args.seed,
+        "task_type": env.unwrapped.dataset.task_type,
         "test_accuracy": final["test_accuracy"],
+        "test_loss": final["test_loss"],
+        "majority_rate": (
+            majority_rate(env.unwrapped.dataset)
+            if env.unwrapped.dataset.task_type == "classification"
+            else None
+        ),
         "per_task_accuracy": final["per_task_accuracy"],
         "route_entropy": final["route_entropy"],
         "modules_used": final["modules_used"],
@@ -125,6 +159,72 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         json.dump(results, handle, indent=2)
     plot_history(history, args.out, title=f"{args.agent} on {results['env']}")
     print_table(results)
+    print(f"wrote {os.path.join(args.out, 'results.json')} and the plots in {args.out}")
+    return results
+
+
+def _user_dataset(path: str) -> Any:
+    """A user's ``.npz``; regression targets are standardised with the training split's mean and
+    standard deviation (said on the terminal), so that the default module lr does not diverge
+    on targets of any scale."""
+    from routing_env.datasets import MultiTaskDataset
+    from routing_env.datasets.base import Split
+
+    dataset = MultiTaskDataset.from_npz(path)
+    if dataset.task_type != "regression":
+        return dataset
+    mean = dataset.train.y.mean(axis=0)
+    scale = dataset.train.y.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    print(
+        f"regression targets standardised with the training split's mean {np.round(mean, 4)} "
+        f"and standard deviation {np.round(scale, 4)}; losses are in standardised units"
+    )
+
+    def standard(split: Any) -> Any:
+        y = ((split.y - mean) / scale).astype(split.y.dtype)
+        return Split(split.x, split.task, y)
+
+    return MultiTaskDataset(
+        standard(dataset.train),
+        standard(dataset.test),
+        dataset.num_tasks,
+        dataset.num_classes,
+        dataset.name,
+        dataset.task_clusters,
+        dataset.description + " (targets standardised)",
+    )
+
+
+def _train_sb3(args: argparse.Namespace, env_id: str, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``train --agent sb3-...``: the SB3 method through the runs of ``compare``."""
+    from routing_env.experiments.runs import RunSpec, run
+
+    suite = env_kwargs.pop("dataset", None) or env_id
+    settings = {k: v for k, v in env_kwargs.items() if k != "data_dir"}
+    points = max(1, args.episodes // args.eval_every) if args.eval_every else 10
+    spec = RunSpec(
+        method=args.agent,
+        suite=suite,
+        seed=args.seed,
+        budget=args.episodes,
+        points=min(points, args.episodes),
+        settings=settings,
+        data_dir=args.data_dir,
+    )
+    record = run(spec)
+    os.makedirs(args.out, exist_ok=True)
+    results = {
+        "env": env_id if not args.dataset else args.dataset,
+        "agent": args.agent,
+        "seed": args.seed,
+        "episodes": args.episodes,
+        **{k: v for k, v in record.items() if k not in ("method", "suite", "seed")},
+    }
+    with open(os.path.join(args.out, "results.json"), "w") as handle:
+        json.dump(results, handle, indent=2, default=str)
+    print_table(results)
+    print(f"wrote {os.path.join(args.out, 'results.json')}")
     return results
 
 
@@ -140,9 +240,15 @@ def print_table(results: dict[str, Any]) -> None:
         f"\n{results['agent']} on {results['env']}, {results['episodes']} routes, "
         f"seed {results['seed']}, {results['seconds']:.0f} s"
     )
+    if results.get("task_type") == "regression":
+        quality = f"test loss (MSE) {results['test_loss']:.4f}"
+    else:
+        quality = f"test accuracy {100 * results['test_accuracy']:.2f}%"
+        if results.get("majority_rate") is not None:
+            quality += f" (majority rate {100 * results['majority_rate']:.2f}%: no learning)"
     print(
-        f"test accuracy {100 * results['test_accuracy']:.2f}%   route entropy "
-        f"{results['route_entropy']:.3f} nats   modules used {results['modules_used']}"
+        f"{quality}   route entropy {results['route_entropy']:.3f} nats   modules used "
+        f"{results['modules_used']}"
     )
     print("task  accuracy  most chosen action per depth (P = PASS / stop, - = not reached)")
     extra = results["extra_action"]
@@ -166,11 +272,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``routing-env`` console script."""
     parser = argparse.ArgumentParser(
         prog="routing-env",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
+        epilog="Bad input ends with one line 'routing-env: error: ...' and exit code 2; set "
+        "ROUTING_ENV_TRACEBACK=1 to see the traceback instead.",
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="per-task WPL routers on DigitsMTL, with references")
+    demo = commands.add_parser(
+        "demo",
+        help="per-task WPL routers on DigitsMTL, with references",
+        formatter_class=HelpFormatter,
+    )
     demo.add_argument("--episodes", type=int, default=200_000, help="training routes of WPL")
     demo.add_argument("--seed", type=int, default=0)
     _add_train(commands)
@@ -189,14 +301,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The verbs of their own modules run one torch thread per run (routing_env.experiments.runs).
     torch.set_num_threads(getattr(args, "torch_threads", 1))
-    if args.command == "demo":
-        from routing_env.experiments.demo import main as demo_main
-
-        demo_main(episodes=args.episodes, seed=args.seed)
-    elif args.command == "train":
-        run_train(args)
-    else:
-        args.run_verb(args)
+    try:
+        if args.command == "demo":
+            demo_main(episodes=args.episodes, seed=args.seed)
+        elif args.command == "train":
+            run_train(args)
+        else:
+            args.run_verb(args)
+    except UsageError as error:
+        fail(str(error))
+    except (ValueError, OSError, gym_error.Error, FloatingPointError, ImportError) as error:
+        # Bad arguments, bad or missing data, a diverging module loss: one line, exit code 2.
+        if os.environ.get("ROUTING_ENV_TRACEBACK"):
+            raise
+        fail(f"{error} ({type(error).__name__})")
     return 0
 
 

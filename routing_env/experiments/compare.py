@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
+from routing_env.experiments.arguments import HelpFormatter, add_episodes, plain
 from routing_env.experiments.grid import add_grid_arguments, run_grid
 from routing_env.experiments.runs import RunSpec, check_methods, method_kind, spec_dict
 
@@ -235,17 +236,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "compare",
         help="several methods, same suite, budget and seeds: table, curves, routing maps",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=plain(__doc__),
+        formatter_class=HelpFormatter,
     )
-    parser.add_argument("--suite", default="digits-mtl", help="suite name or .npz path")
+    parser.add_argument(
+        "--suite", default="digits-mtl", help="suite (digits-mtl or DigitsMTL-v0) or .npz path"
+    )
     parser.add_argument(
         "--methods",
         default="wpl,q,reinforce,task-specific-all-fc,cross-stitch",
         help="comma-separated method names (routers, sb3-ppo/sb3-a2c/sb3-dqn/"
         "sb3-maskable-ppo, baselines)",
     )
-    parser.add_argument("--budget", type=int, default=100_000, help="training samples per run")
+    add_episodes(parser, 100_000, "training routes (samples) per run")
     parser.add_argument("--out", default="runs/compare")
     add_grid_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder of suites read from files")
@@ -282,7 +285,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.suite,
         methods,
         args.seeds,
-        args.budget,
+        args.episodes,
         args.out,
         workers=args.workers,
         ray_address=args.ray_address,

@@ -32,7 +32,6 @@ def _run(name: str, episodes: int, seed: int) -> dict[str, Any]:
         eval_env=test_env,
         progress=name == "wpl",
         eval_every=max(1, episodes // 5),
-        eval_episodes=500,
     )
     result = evaluate(agent, test_env)
     result["episodes"] = episodes
@@ -66,9 +65,9 @@ def main(
             f"{100 * row['accuracy']:9.2f}%  {cells}"
         )
     routing_map = np.asarray(results["per-task WPL"]["routing_map"])
-    print("\nrouting map of per-task WPL (most chosen module per depth; P = PASS)")
+    print("\nrouting map of per-task WPL (most chosen module per depth; P = PASS, as in train)")
     for task, route in enumerate(routing_map):
-        print(f"  task {task}: " + " -> ".join("P" if a == 10 else f"m{a}" for a in route))
+        print(f"  task {task}: " + " ".join("P" if a == 10 else str(a) for a in route))
     shared = len({tuple(route) for route in routing_map.tolist()})
     print(
         f"  {shared} distinct routes for 10 tasks; "

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
+from routing_env.experiments.arguments import SEEDS_HELP, parse_seeds
 from routing_env.experiments.runs import RunSpec, run
 
 Progress = Callable[[int, int, dict[str, Any]], None]
@@ -68,7 +69,7 @@ def run_grid(
 def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of a command that runs a grid: ``--seeds``, ``--points``, ``--workers``,
     ``--ray-address``."""
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
+    parser.add_argument("--seeds", type=parse_seeds, default="3", help=SEEDS_HELP)
     parser.add_argument("--points", type=int, default=5, help="evaluations per run")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs")
     parser.add_argument(

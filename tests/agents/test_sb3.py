@@ -1,6 +1,5 @@
 """Stable-Baselines3 agents as routers: check_env, the VecEnv adapter, PPO, MaskablePPO."""
 
-import copy
 import subprocess
 import sys
 import warnings
@@ -247,13 +246,14 @@ def test_sb3_models_are_wrapped_once_at_the_entry_points() -> None:
     assert env.network.num_updates == 0
 
 
-def test_a_deep_copy_of_an_sb3_router_acts_alike_and_stays_frozen() -> None:
+def test_a_frozen_copy_of_an_sb3_router_acts_alike_and_stays_frozen() -> None:
     env = RoutingEnv("synthetic-mtl", **LAYERED)
     model = MaskablePPO("MultiInputPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu")
     router = SB3Router(model)
     router.greedy = True
-    frozen = copy.deepcopy(router)
-    assert frozen.masked and frozen.greedy and frozen.model is not model.policy
+    frozen = router.frozen_copy()
+    frozen.greedy = True
+    assert frozen.masked and frozen.model is not model.policy
     starts = [env.reset(options={"sample_index": i}) for i in range(40)]
     obs = {key: np.stack([o[key] for o, _ in starts]) for key in starts[0][0]}
     masks = np.stack([info["action_mask"] for _, info in starts])

@@ -89,3 +89,133 @@ def test_train_command_equals_gym_make_and_make_agent(tmp_path):
     assert history["test_accuracy"] == command["history"]["test_accuracy"]
     assert history["final"]["routing_map"] == command["routing_map"]
     assert history["mean_reward"] == command["history"]["mean_reward"]
+
+
+def test_bad_arguments_and_data_end_in_one_line_with_exit_code_2(tmp_path, capsys):
+    import pytest
+
+    cases = [
+        ["train", "--env", "no-such-suite", "--episodes", "10"],
+        ["train", "--dataset", str(tmp_path / "missing.npz"), "--episodes", "10"],
+        ["train", "--episodes", "0"],
+        ["bench-nonstationarity", "--suite", "nope", "--episodes", "10"],
+        ["compare", "--suite", "nope", "--methods", "wpl", "--episodes", "10", "--seeds", "1"],
+    ]
+    for argv in cases:
+        with pytest.raises(SystemExit) as stopped:
+            main(
+                [*argv, "--out", str(tmp_path / "out")]
+                if argv[0] != "bench-nonstationarity"
+                else argv
+            )
+        assert stopped.value.code == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("routing-env: error: ") and "\n" not in err, (argv, err)
+        assert "Traceback" not in err
+
+
+def test_every_command_takes_both_spellings_of_a_suite(tmp_path):
+    from routing_env import suite_id
+    from routing_env.experiments.arguments import parse_seeds
+
+    assert suite_id("synthetic-mtl") == suite_id("SyntheticMTL-v0") == "routing_env/SyntheticMTL-v0"
+    assert suite_id("routing_env/SyntheticMTL-v0") == "routing_env/SyntheticMTL-v0"
+    assert parse_seeds("3") == [0, 1, 2] and parse_seeds("2-4") == [2, 3, 4]
+    assert parse_seeds("0,5") == [0, 5]
+    small = ["--episodes", "40"]
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "synthetic-mtl",
+                *small,
+                "--out",
+                str(tmp_path / "a"),
+                "--no-progress",
+                "--eval-every",
+                "20",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "compare",
+                "--suite",
+                "routing_env/SyntheticMTL-v0",
+                "--methods",
+                "random",
+                *small,
+                "--seeds",
+                "1",
+                "--points",
+                "1",
+                "--workers",
+                "1",
+                "--out",
+                str(tmp_path / "b"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "bench-nonstationarity",
+                "--suite",
+                "synthetic-mtl",
+                "--agent",
+                "random",
+                "--conditions",
+                "frozen",
+                *small,
+                "--every",
+                "40",
+                "--seeds",
+                "1",
+                "--eval-episodes",
+                "20",
+            ]
+        )
+        == 0
+    )
+
+
+def test_regression_through_the_cli_reports_the_test_loss(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 4)).astype(np.float32)
+    task = np.repeat([0, 1], 120)
+    y = (1000.0 * x[:, 0] + 5000.0).astype(np.float32)  # unnormalised targets
+    path = tmp_path / "reg.npz"
+    np.savez(
+        path,
+        x_train=x[:200],
+        task_train=task[:200],
+        y_train=y[:200],
+        x_test=x[200:],
+        task_test=task[200:],
+        y_test=y[200:],
+    )
+    out = tmp_path / "run"
+    code = main(
+        [
+            "train",
+            "--dataset",
+            str(path),
+            "--agent",
+            "random",
+            "--episodes",
+            "400",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "standardised" in printed and "test loss (MSE)" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["task_type"] == "regression" and results["majority_rate"] is None
+    assert np.isfinite(results["test_loss"]) and results["test_loss"] >= 0
