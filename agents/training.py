@@ -40,6 +40,8 @@ from agents.evaluation import (
     squashes,
 )
 from agents.factory import make_agent
+from agents.run_checkpoint import checkpoint_path, read_run, restore_run, save_run
+from routing_env.checkpoint import CheckpointError, from_plain
 from routing_env.metrics import evaluation_indices
 
 # Names that moved to agents.evaluation and routing_env.metrics, still importable from here.
@@ -99,6 +101,8 @@ def train(
     eval_episodes: int | None = None,
     progress: bool = True,
     out_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
     """Train ``agent`` as the router of ``env`` for ``episodes`` routes.
 
@@ -124,13 +128,19 @@ def train(
         eval_episodes: routes per evaluation (default: the whole test split).
         progress: show a progress bar.
         out_dir: if given, ``results.json`` is written there.
+        checkpoint_dir: a folder for the run's checkpoint (:mod:`agents.run_checkpoint`):
+            written there every ``checkpoint_every`` routes, and when the folder already holds
+            one (of this agent class, on this dataset, with these arguments), the run resumes
+            from it and ends exactly as the uninterrupted run would.
+        checkpoint_every: routes between checkpoints (default: one per epoch).
 
     Returns:
         The history: per epoch ``episode``, ``mean_reward`` and ``train_accuracy`` of the epoch's
         training routes, and with ``eval_env`` ``test_accuracy``, ``test_loss`` (the mean loss of
         the routes that made a prediction), ``per_task_accuracy``, ``route_entropy``,
         ``modules_used``, ``routing_map``; plus ``final`` (the last evaluation, or the last epoch's
-        training statistics), ``episodes`` and ``seconds``.
+        training statistics), ``episodes`` and ``seconds`` (and, with ``checkpoint_dir``,
+        ``resumed_at``: the routes the run had done when it resumed, 0 for a fresh run).
     """
     if not isinstance(agent, Agent):
         raise TypeError(
@@ -154,10 +164,35 @@ def train(
     vector = isinstance(env, VectorEnv)
     if vector:
         _check_vector_training(agent, eval_env)
-    start = time.perf_counter()
+    arguments = {
+        "episodes": episodes,
+        "seed": seed,
+        "eval_every": epoch_length,
+        "eval_episodes": eval_episodes,
+        "num_envs": env.num_envs if vector else 1,
+    }
+    every = epoch_length if checkpoint_every is None else int(checkpoint_every)
+    if every < 1:
+        raise ValueError(f"checkpoint_every must be positive, got {checkpoint_every}")
     returns: list[float] = []
     hits: list[bool] = []
-    bar = tqdm(total=episodes, disable=not progress, unit="route", dynamic_ncols=True)
+    number, loop_state, spent = 0, None, 0.0
+    if checkpoint_dir is not None and os.path.exists(checkpoint_path(checkpoint_dir)):
+        content = read_run(checkpoint_dir, env)
+        if from_plain(content["arguments"]) != arguments:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path(checkpoint_dir)}: made by a run with arguments "
+                f"{from_plain(content['arguments'])}, not {arguments}"
+            )
+        saved = restore_run(content, agent, env)
+        number, spent, loop_state = int(saved["number"]), float(saved["seconds"]), saved["vector"]
+        returns, hits = list(saved["returns"]), [bool(hit) for hit in saved["hits"]]
+        history = saved["history"]
+    resumed_at = number
+    start = time.perf_counter() - spent
+    bar = tqdm(
+        total=episodes, initial=number, disable=not progress, unit="route", dynamic_ncols=True
+    )
 
     def end_epoch(number: int) -> None:
         history["episode"].append(number)
@@ -175,9 +210,21 @@ def train(
         else:
             bar.set_postfix(train_acc=f"{history['train_accuracy'][-1]:.3f}")
 
+    def checkpoint(number: int, vector_state: Any = None) -> None:
+        loop = {
+            "number": number,
+            "returns": returns,
+            "hits": hits,
+            "history": history,
+            "seconds": time.perf_counter() - start,
+            "vector": vector_state,
+        }
+        save_run(checkpoint_dir, agent, env, arguments, loop)
+
     if vector:
-        number = 0
-        for finished in _vector_routes(agent, env, episodes, seed):
+        stream = _VectorRoutes(agent, env, episodes, seed, loop_state)
+        for finished in stream:
+            before = number
             while len(finished):
                 room = min(epoch_length - number % epoch_length, episodes - number)
                 part, finished = finished[:room], finished[room:]
@@ -188,8 +235,12 @@ def train(
                 bar.update(len(part))
                 if number % epoch_length == 0 or number == episodes:
                     end_epoch(number)
+            crossed = number // every > before // every
+            if checkpoint_dir is not None and number < episodes and crossed:
+                checkpoint(number, stream.state())
     else:
-        for number in range(1, episodes + 1):
+        for route in range(number + 1, episodes + 1):
+            number = route
             episode = run_episode(agent, env, seed=seed if number == 1 else None)
             agent.learn(episode)
             returns.append(sum(episode.rewards))
@@ -197,9 +248,13 @@ def train(
             bar.update(1)
             if number % epoch_length == 0 or number == episodes:
                 end_epoch(number)
+            if checkpoint_dir is not None and number < episodes and number % every == 0:
+                checkpoint(number)
     bar.close()
     history["episodes"] = episodes
     history["seconds"] = time.perf_counter() - start
+    if checkpoint_dir is not None:
+        history["resumed_at"] = resumed_at
     if eval_env is not None:
         history["final"] = {
             key: history[key][-1] for key in ("test_accuracy", "test_loss", *_EVALUATED)
@@ -258,7 +313,7 @@ def pretrain_modules(
     hits: list[bool] = []
     try:
         if isinstance(env, VectorEnv):
-            for finished in _vector_routes(router, env, routes, seed):
+            for finished in _VectorRoutes(router, env, routes, seed):
                 hits.extend(_hits(finished.final_info["correct"]))
         else:
             for number in range(routes):
@@ -286,48 +341,78 @@ def _check_vector_training(agent: Agent, eval_env: Any) -> None:
         )
 
 
-def _vector_routes(
-    agent: Agent, env: VectorEnv, episodes: int, seed: int | None
-) -> Iterator[EpisodeBatch]:
-    """Step ``env`` with ``agent.act_batch``; yield each step's finished routes as a batch.
+class _VectorRoutes:
+    """Step ``env`` with ``agent.act_batch``; iterate over each step's finished routes as a
+    batch.
 
     Decisions are logged as the step's stacked arrays; a finished route is cut from the steps
     since its sub-environment's route began (same-step autoreset: a route begins on the
     observation returned with its predecessor's end). Stops once ``episodes`` routes
-    finished; the last batch is cut to that count.
+    finished; the last batch is cut to that count. Between two batches :meth:`state` is the
+    whole of the loop's own state, for a checkpoint; ``state=`` resumes from one (the env's
+    own state restored first).
     """
-    obs, infos = env.reset(seed=seed)
-    squashing = squashes(env)
-    count = env.num_envs
-    began = np.zeros(count, dtype=np.int64)  # step at which each sub-env's route began
-    steps: dict[int, tuple[np.ndarray, ...]] = {}
-    finished = 0
-    number = 0
-    while finished < episodes:
-        masks = np.asarray(infos["action_mask"])
-        actions = np.asarray(agent.act_batch(obs, masks))
-        if squashing:
-            report_exploration(agent, env, obs, masks, actions)
-        next_obs, rewards, terminated, truncated, next_infos = env.step(actions)
-        steps[number] = (
-            np.asarray(obs["activation"]),
-            np.asarray(obs["task"]),
-            np.asarray(obs["depth"]),
-            masks,
-            actions,
-            np.asarray(rewards, dtype=np.float64),
-        )
-        done = np.logical_or(terminated, truncated)
-        if done.any():
-            rows = np.flatnonzero(done)[: episodes - finished]
-            batch = _batch(steps, began[rows], number, rows, _final_columns(next_infos, rows))
-            finished += len(rows)
-            began[done] = number + 1
-            for old in range(min(steps), int(began.min())):
-                del steps[old]
-            yield batch
-        obs, infos = next_obs, next_infos
-        number += 1
+
+    def __init__(
+        self,
+        agent: Agent,
+        env: VectorEnv,
+        episodes: int,
+        seed: int | None,
+        state: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.agent, self.env, self.episodes = agent, env, episodes
+        if state is None:
+            self.obs, self.infos = env.reset(seed=seed)
+            self.began = np.zeros(env.num_envs, dtype=np.int64)  # step each route began at
+            self.steps: dict[int, tuple[np.ndarray, ...]] = {}
+            self.finished = 0
+            self.number = 0
+        else:
+            self.obs, self.infos = env.unwrapped.observe()
+            self.began = np.asarray(state["began"], dtype=np.int64)
+            self.steps = {int(k): tuple(v) for k, v in state["steps"].items()}
+            self.finished = int(state["finished"])
+            self.number = int(state["number"])
+
+    def state(self) -> dict[str, Any]:
+        """The loop's state between two batches (plain values and arrays)."""
+        return {
+            "began": self.began.copy(),
+            "steps": {number: list(arrays) for number, arrays in self.steps.items()},
+            "finished": self.finished,
+            "number": self.number,
+        }
+
+    def __iter__(self) -> Iterator[EpisodeBatch]:
+        env, agent = self.env, self.agent
+        squashing = squashes(env)
+        while self.finished < self.episodes:
+            obs, number = self.obs, self.number
+            masks = np.asarray(self.infos["action_mask"])
+            actions = np.asarray(agent.act_batch(obs, masks))
+            if squashing:
+                report_exploration(agent, env, obs, masks, actions)
+            next_obs, rewards, terminated, truncated, next_infos = env.step(actions)
+            self.steps[number] = (
+                np.asarray(obs["activation"]),
+                np.asarray(obs["task"]),
+                np.asarray(obs["depth"]),
+                masks,
+                actions,
+                np.asarray(rewards, dtype=np.float64),
+            )
+            self.obs, self.infos, self.number = next_obs, next_infos, number + 1
+            done = np.logical_or(terminated, truncated)
+            if done.any():
+                rows = np.flatnonzero(done)[: self.episodes - self.finished]
+                columns = _final_columns(next_infos, rows)
+                batch = _batch(self.steps, self.began[rows], number, rows, columns)
+                self.finished += len(rows)
+                self.began[done] = number + 1
+                for old in range(min(self.steps), int(self.began.min())):
+                    del self.steps[old]
+                yield batch
 
 
 def _batch(
