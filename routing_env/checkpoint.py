@@ -111,15 +111,20 @@ def restore_network(network: Any, state: Mapping[str, Any]) -> None:
 
 def write_checkpoint(path: str | os.PathLike, payload: Mapping[str, Any]) -> str:
     """Write ``payload`` (plain values and tensors, see :func:`to_plain`) to ``path``
-    atomically; returns the path."""
+    atomically, as this module's format and version; returns the path."""
+    return write_checkpoint_file(path, {"format": FORMAT, "version": VERSION, **payload})
+
+
+def write_checkpoint_file(path: str | os.PathLike, content: Mapping[str, Any]) -> str:
+    """``torch.save`` of ``content`` to ``path`` through a temporary file in the same folder,
+    renamed over ``path`` (a crash leaves the previous file whole); returns the path."""
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
     os.makedirs(folder, exist_ok=True)
-    content = {"format": FORMAT, "version": VERSION, **payload}
     handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(handle, "wb") as stream:
-            torch.save(content, stream)
+            torch.save(dict(content), stream)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, target)

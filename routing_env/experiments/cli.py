@@ -73,6 +73,24 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--collaboration-reward", type=float, default=0.0)
     train.add_argument("--data-dir", default=None, help="folder of suites read from files")
     train.add_argument("--no-progress", action="store_true")
+    train.add_argument(
+        "--num-envs",
+        type=int,
+        default=1,
+        help="routes in flight: above 1, the batched vector env (RoutingVectorEnv)",
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="write OUT/checkpoint.pt every N routes (a killed run resumes with --resume OUT)",
+    )
+    train.add_argument(
+        "--resume",
+        metavar="DIR",
+        default=None,
+        help="continue the run in DIR (its checkpoint) to its original --episodes",
+    )
 
 
 def run_train(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,8 +105,25 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     from agents.training import train
     from routing_env.experiments.plots import plot_history
 
-    for option in ("episodes", "eval_every", "num_modules", "max_depth", "module_batch_size"):
+    if args.resume:
+        args = _resumed_arguments(args)
+    options_checked = (
+        "episodes",
+        "eval_every",
+        "num_modules",
+        "max_depth",
+        "module_batch_size",
+        "num_envs",
+        "checkpoint_every",
+    )
+    for option in options_checked:
         positive(getattr(args, option), f"--{option.replace('_', '-')}")
+    checkpoint_dir = None
+    if args.checkpoint_every is not None:
+        checkpoint_dir = args.out
+        os.makedirs(args.out, exist_ok=True)
+        with open(os.path.join(args.out, "arguments.json"), "w") as handle:
+            json.dump({k: v for k, v in vars(args).items() if k != "run_verb"}, handle, indent=2)
     torch.manual_seed(args.seed)
     env_kwargs: dict[str, Any] = {
         "reward": args.reward,
@@ -108,7 +143,12 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         env_id = suite_id(args.env)
     if args.agent in SB3_METHODS:
         return _train_sb3(args, env_id, env_kwargs)
-    env = gym.make(env_id, **env_kwargs)
+    if args.num_envs > 1:
+        env = gym.make_vec(
+            env_id, num_envs=args.num_envs, vectorization_mode="vector_entry_point", **env_kwargs
+        )
+    else:
+        env = gym.make(env_id, **env_kwargs)
     test_kwargs = {
         k: v
         for k, v in env_kwargs.items()
@@ -116,7 +156,10 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     }
     test_env = gym.make(env_id, split="test", network=env.unwrapped.network, **test_kwargs)
     options = {} if args.lr is None else {"lr": args.lr}
-    agent = make_agent(args.agent, env, seed=args.seed, **options)
+    # Offline dispatchers fit on depth-0 activations of a single-sample env.
+    agent = make_agent(
+        args.agent, test_env if args.num_envs > 1 else env, seed=args.seed, **options
+    )
     history = train(
         agent,
         env,
@@ -125,7 +168,10 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         eval_every=args.eval_every,
         progress=not args.no_progress,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=args.checkpoint_every,
     )
+    history.pop("resumed_at", None)
     os.makedirs(args.out, exist_ok=True)
     final = history["final"]
     results = {
@@ -161,6 +207,20 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     print_table(results)
     print(f"wrote {os.path.join(args.out, 'results.json')} and the plots in {args.out}")
     return results
+
+
+def _resumed_arguments(args: argparse.Namespace) -> argparse.Namespace:
+    """The arguments the run in ``--resume DIR`` was started with (its ``arguments.json``)."""
+    path = os.path.join(args.resume, "arguments.json")
+    if not os.path.isfile(path):
+        raise UsageError(
+            f"--resume {args.resume}: no arguments.json there; only a run started with "
+            "--checkpoint-every can be resumed"
+        )
+    with open(path) as handle:
+        saved = json.load(handle)
+    saved.update(out=args.resume, resume=None, no_progress=args.no_progress)
+    return argparse.Namespace(**saved)
 
 
 def _user_dataset(path: str) -> Any:

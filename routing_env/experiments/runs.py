@@ -24,6 +24,7 @@ methods see the same data with the same optimiser settings.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Mapping
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from agents.training import jsonable
 from routing_env.experiments.run_log import write_run_log
 from routing_env.settings import NETWORK_DEFAULTS, RUN_ENV_SETTINGS, router_defaults
 
@@ -133,11 +135,26 @@ def run(spec: RunSpec) -> dict[str, Any]:
     (training wall time), ``wall_seconds`` (with set-up and evaluations), ``curve`` (lists
     ``samples``, ``test_accuracy``, ``route_entropy``, ``modules_used``), ``settings`` and
     ``log`` (files written).
+
+    With ``spec.out_dir``, a run whose record is already there (``record.json``, written at
+    its end) is not run again but read, and a router run that was interrupted resumes from its
+    checkpoint there: an interrupted ``compare`` or ``report`` continues instead of starting
+    over.
     """
     import torch
 
     from routing_env.env import resolve_dataset
 
+    done = None if spec.out_dir is None else os.path.join(spec.out_dir, "record.json")
+    if done is not None and os.path.isfile(done):
+        with open(done) as handle:
+            record = json.load(handle)
+        if record.get("spec") == spec_dict(spec):
+            return record
+        # Another run's results and checkpoint: this spec starts afresh.
+        stale = os.path.join(spec.out_dir, "checkpoint.pt")
+        if os.path.exists(stale):
+            os.remove(stale)
     torch.set_num_threads(1)
     kind = method_kind(spec.method)
     dataset = resolve_dataset(spec.suite, spec.data_dir)
@@ -154,6 +171,11 @@ def run(spec: RunSpec) -> dict[str, Any]:
         wall_seconds=time.perf_counter() - began,
     )
     record["log"] = write_run_log(record["curve"], spec.out_dir) if spec.out_dir else []
+    if done is not None:
+        record["spec"] = spec_dict(spec)
+        with open(done + ".tmp", "w") as handle:
+            json.dump(record, handle, default=jsonable)
+        os.replace(done + ".tmp", done)
     return record
 
 
@@ -213,7 +235,9 @@ def _run_router(spec: RunSpec, dataset: Any) -> dict[str, Any]:
         seed=spec.seed,
         eval_every=max(1, spec.budget // spec.points),
         progress=False,
+        checkpoint_dir=spec.out_dir,
     )
+    history.pop("resumed_at", None)
     final = history["final"]
     return {
         "test_accuracy": final["test_accuracy"],

@@ -53,3 +53,33 @@ def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, kind, agent,
     assert got["agent"] == expected["agent"]
     assert got["updates"] == expected["updates"]
     assert got["history"] == expected["history"]
+
+
+def test_a_saved_router_with_its_modules_evaluates_the_same_in_a_fresh_process(tmp_path):
+    import agents
+    from routing_env import RoutingEnv
+
+    small = {"samples_per_task": 80, "test_samples_per_task": 15}
+    env = RoutingEnv("synthetic-mtl", dataset_options=small)
+    test = RoutingEnv("synthetic-mtl", split="test", network=env.network, dataset_options=small)
+    agent = agents.make_agent("wpl", env, seed=0)
+    agents.train(agent, env, 6000, seed=0, progress=False)
+    before = agents.evaluate(agent, test)["accuracy"]
+    path = tmp_path / "wpl.pt"
+    agents.save(agent, path, network=env.network)
+    code = (
+        "import agents; from routing_env import RoutingEnv; "
+        f"env = RoutingEnv('synthetic-mtl', split='test', dataset_options={small!r}); "
+        f"fresh = RoutingEnv('synthetic-mtl', split='test', dataset_options={small!r}); "
+        f"agent = agents.load({str(path)!r}, network=env.network); "
+        "print(agents.evaluate(agent, env)['accuracy'], agents.evaluate(agent, fresh)['accuracy'])"
+    )
+    output = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    with_modules, without = (float(value) for value in output.split())
+    assert with_modules == before
+    assert without != before  # the router alone, on untrained modules, is another router
+    with pytest.raises(ValueError, match="holds no modules"):
+        agents.save(agent, tmp_path / "bare.pt")
+        agents.load(tmp_path / "bare.pt", network=env.network)

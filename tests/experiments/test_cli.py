@@ -219,3 +219,25 @@ def test_regression_through_the_cli_reports_the_test_loss(tmp_path, capsys):
     results = json.loads((out / "results.json").read_text())
     assert results["task_type"] == "regression" and results["majority_rate"] is None
     assert np.isfinite(results["test_loss"]) and results["test_loss"] >= 0
+
+
+def test_train_resumes_from_its_checkpoint_to_the_same_results(tmp_path):
+    import pytest
+
+    for num_envs in ("1", "4"):
+        out = tmp_path / f"run{num_envs}"
+        argv = ["train", "--env", "synthetic-mtl", "--agent", "wpl", "--episodes", "400",
+                "--eval-every", "100", "--checkpoint-every", "150", "--num-envs", num_envs,
+                "--out", str(out), "--no-progress"]  # fmt: skip
+        assert main(argv) == 0
+        whole = json.loads((out / "results.json").read_text())
+        assert (out / "checkpoint.pt").exists()  # the last one, at 300 routes
+        (out / "results.json").unlink()
+        assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+        resumed = json.loads((out / "results.json").read_text())
+        for key in ("test_accuracy", "routing_map", "per_task_accuracy", "episodes"):
+            assert resumed[key] == whole[key], (num_envs, key)
+        assert resumed["history"]["test_accuracy"] == whole["history"]["test_accuracy"]
+    with pytest.raises(SystemExit) as stopped:
+        main(["train", "--resume", str(tmp_path / "nowhere")])
+    assert stopped.value.code == 2

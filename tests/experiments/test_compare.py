@@ -98,3 +98,21 @@ def test_compare_command_line(small_synthetic_npz, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| q | router |" in printed and "| cross-stitch | baseline |" in printed
     assert (tmp_path / "learning_curves.png").exists()
+
+
+def test_an_interrupted_compare_does_not_redo_finished_runs(small_synthetic_npz, tmp_path):
+    arguments = {"seeds": 1, "budget": 160, "out_dir": tmp_path, "workers": 1, "points": 2}
+    first = compare(small_synthetic_npz, ["wpl", "task-specific-1-fc"], progress=False, **arguments)
+    records = sorted(tmp_path.glob("runs/*/seed0/record.json"))
+    assert len(records) == 2
+    # The run of wpl is "interrupted": its record is lost, its checkpoint stays.
+    wpl_record = tmp_path / "runs" / "wpl" / "seed0" / "record.json"
+    wpl_record.unlink()
+    assert (tmp_path / "runs" / "wpl" / "seed0" / "checkpoint.pt").exists()
+    kept = (tmp_path / "runs" / "task-specific-1-fc" / "seed0" / "record.json").stat().st_mtime_ns
+    again = compare(small_synthetic_npz, ["wpl", "task-specific-1-fc"], progress=False, **arguments)
+    done = (tmp_path / "runs" / "task-specific-1-fc" / "seed0" / "record.json").stat().st_mtime_ns
+    assert done == kept  # the finished run was read, not run again
+    assert wpl_record.exists()
+    for before, after in zip(first["summary"], again["summary"], strict=True):
+        assert before["accuracies"] == after["accuracies"]
