@@ -32,11 +32,15 @@ def readme_commands() -> list[str]:
             if line.startswith("routing-env "):
                 commands.append(line)
     commands += re.findall(r"`(routing-env [^`\n]+)`", text)
-    # Inline fragments that name an option ("routing-env train --agent") are not commands.
+    # Inline fragments that name an option ("routing-env train --agent") are not commands;
+    # "--resume" needs an interrupted run (tests/experiments/test_cli.py resumes one).
     return [
         c
         for c in dict.fromkeys(commands)
-        if "--help" not in c and "..." not in c and not c.split()[-1].startswith("--")
+        if "--help" not in c
+        and "..." not in c
+        and "--resume" not in c
+        and not c.split()[-1].startswith("--")
     ]
 
 
