@@ -27,7 +27,7 @@ from ray.rllib.utils.pre_checks.env import check_multiagent_environments
 from ray.tune.registry import register_env
 
 import routing_env
-from routing_env import routing_game_v0
+from routing_env import mdp, routing_game_v0
 
 pytestmark = pytest.mark.rllib
 
@@ -39,18 +39,7 @@ NUM_TASKS = _SPACE["task"].n
 MAX_DEPTH = _SPACE["depth"].n - 1
 FLAT_DIM = _SPACE["activation"].shape[0] + NUM_TASKS + MAX_DEPTH + 1
 ROUTERS = [f"router_{task}" for task in range(NUM_TASKS)]
-INFO_KEYS = {
-    "action_mask",
-    "route_done",
-    "correct",
-    "loss",
-    "prediction",
-    "label",
-    "path",
-    "sample_index",
-    "final_reward",
-    "invalid_action",
-}
+INFO_KEYS = set(mdp.INFO_KEYS)
 
 register_env("routing-env-test", lambda config: routing_env.RoutingEnv(**config))
 register_env(
