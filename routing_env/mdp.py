@@ -104,6 +104,8 @@ NO_LOSS = -1.0
 #: ``prediction`` and ``label`` of classification before a route's end.
 NO_CLASS = -1
 
+_TEMPLATES_KEPT = 8  # info-column templates kept (RoutingMDP._not_final_columns)
+
 
 def resolve_dataset(
     dataset: str | os.PathLike | MultiTaskDataset,
@@ -346,6 +348,7 @@ class RoutingMDP:
             self._not_final["label"] = blank
         self._eye_task = np.eye(self.dataset.num_tasks, dtype=np.float32)
         self._eye_depth = np.eye(net.max_depth + 1, dtype=np.float32)
+        self._column_templates: dict[int, dict[str, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ construction
 
@@ -559,7 +562,10 @@ class RoutingMDP:
                     rewards += scale * frequency
                 else:
                     rewards[is_module] = scale * frequency
-            if self.train_modules:
+            if self.train_modules and len(chosen) == 1:
+                # One decision (the single env): record() spares record_many's vectorising.
+                history.record(int(np.asarray(layers).reshape(-1)[0]), int(chosen[0]))
+            elif self.train_modules:
                 history.record_many(layers, chosen)
         return rewards
 
@@ -657,11 +663,20 @@ class RoutingMDP:
             counts = np.zeros(len(samples)) if exploratory is None else exploratory
             alpha = squash_weight(counts, lengths, self.squash_kappa)
             weights = torch.from_numpy(alpha.astype(np.float32)).to(device)
-        index = torch.from_numpy(samples).to(device)
+        if len(samples) == 1:
+            # One route (the single env): slices are views, cheaper than three gathers; the
+            # trainer copies them when it joins its queue into a module batch.
+            rows = slice(int(samples[0]), int(samples[0]) + 1)
+            x, task, y = self._x[rows], self._task_tensor[rows], self._y_tensor[rows]
+        else:
+            index = torch.from_numpy(samples).to(device)
+            x = self._x.index_select(0, index)
+            task = self._task_tensor.index_select(0, index)
+            y = self._y_tensor.index_select(0, index)
         net.add_routes(
-            self._x.index_select(0, index) if inputs is None else inputs,
-            self._task_tensor.index_select(0, index),
-            self._y_tensor.index_select(0, index),
+            x if inputs is None else inputs,
+            task,
+            y,
             torch.from_numpy(paths).to(device),
             graph=graph,
             weights=weights,
@@ -670,7 +685,21 @@ class RoutingMDP:
     # ------------------------------------------------------------------ infos
 
     def _not_final_columns(self, count: int) -> dict[str, np.ndarray]:
-        """Info columns of ``count`` routes still running (paths and samples left empty)."""
+        """Info columns of ``count`` routes still running (paths and samples left empty).
+
+        Fresh arrays, copied from a template kept per count (a few counts are kept: the single
+        env ends one route at a time, the vector env mostly its whole batch), which costs less
+        than building each column anew at every route's end."""
+        template = self._column_templates.get(count)
+        if template is None:
+            template = self._new_columns(count)
+            if len(self._column_templates) >= _TEMPLATES_KEPT:
+                del self._column_templates[next(iter(self._column_templates))]
+            self._column_templates[count] = template
+        return {key: column.copy() for key, column in template.items()}
+
+    def _new_columns(self, count: int) -> dict[str, np.ndarray]:
+        """:meth:`_not_final_columns` built from the "not final" values."""
         columns = {
             "action_mask": np.zeros((count, self.network.num_actions), dtype=np.int8),
             "path": np.full((count, self.network.max_depth), -1, dtype=np.int64),

@@ -606,6 +606,24 @@ def test_no_graph_without_module_training():
     assert training._graph is None  # recurrent routes end at different times: recompute
 
 
+def test_no_graph_for_a_batch_that_cannot_train_from_it():
+    """Only a batch of exactly module_batch_size routes trains from its routing graph, so
+    other batch sizes route without recording one; the parameters are those of the replay."""
+    envs = RoutingVectorEnv(8, "digits-mtl", module_batch_size=4, num_modules=4)
+    rng = np.random.default_rng(4)
+    obs, infos = envs.reset(seed=3)
+    finished = []
+    for _ in range(9):
+        obs, rewards, terminated, _, infos = envs.step(random_valid(rng, infos["action_mask"]))
+        assert envs._graph is None
+        final = infos.get("final_info")
+        for i in np.flatnonzero(terminated):
+            finished.append((int(final["sample_index"][i]), final["path"][i]))
+    assert envs.network.num_updates == 6
+    single = replay(finished, 3, module_batch_size=4, num_modules=4)
+    assert torch.equal(params(single.network), params(envs.network))
+
+
 # ---------------------------------------------------------------------- exploration squashing
 
 

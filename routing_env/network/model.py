@@ -345,6 +345,8 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The first activation of a batch of raw inputs: trunk (and projection)."""
+        if self._identity_embedding:
+            return x.flatten(1)  # the identity trunk's forward, without a module call
         h = self.trunk(x)
         if self.projection is not None:
             h = self.projection(h)
@@ -447,9 +449,13 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
 
         Supported: layered routing with nothing trained outside the routed layers and no layer
         that behaves differently in training (batch norm, dropout): there the routing forward
-        pass is exactly the computation :meth:`update` would repeat.
+        pass is exactly the computation :meth:`update` would repeat. Only a batch of exactly
+        ``module_batch_size`` routes can train from its graph (:meth:`add_routes`), so other
+        batches get ``None`` and route without recording.
         """
         if self.routing != "layered" or self._mode_sensitive or self._trained_outside_banks():
+            return None
+        if x.shape[0] != self.module_batch_size:
             return None
         return RouteGraph(x, by_hand=self._by_hand_lr() is not None)
 
