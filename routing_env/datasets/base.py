@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import zipfile
 from dataclasses import dataclass
@@ -197,6 +199,18 @@ class MultiTaskDataset:
             if (clusters < 0).any():
                 raise ValueError(f"task_clusters must be non-negative, found {clusters.tolist()}")
             self.task_clusters = np.asarray(clusters, dtype=np.int64)
+
+    @functools.cached_property
+    def content_hash(self) -> str:
+        """SHA-256 over the arrays of both splits (dtypes and shapes included), computed once:
+        a checkpoint records it, and a run resumed on other data is refused."""
+        digest = hashlib.sha256()
+        for split in (self.train, self.test):
+            for array in (split.x, split.task, split.y):
+                values = np.ascontiguousarray(array)
+                digest.update(str((values.dtype.str, values.shape)).encode())
+                digest.update(values.tobytes())
+        return digest.hexdigest()
 
     @property
     def task_type(self) -> str:

@@ -5,6 +5,7 @@ text without reST markup and with defaults, and one-line errors."""
 from __future__ import annotations
 
 import argparse
+import inspect
 import re
 import sys
 from collections.abc import Sequence
@@ -36,7 +37,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def plain(text: str | None) -> str:
     """``text`` (a docstring) without reST roles and literals: ``:func:`x``` and ````x```` read
     as ``x``."""
-    text = text or ""
+    text = inspect.cleandoc(text or "")
     text = re.sub(r":[a-z]+:`~?([^`]+)`", r"\1", text)
     return text.replace("``", "")
 
