@@ -106,6 +106,9 @@ def train(
 ) -> dict[str, Any]:
     """Train ``agent`` as the router of ``env`` for ``episodes`` routes.
 
+    (One function on purpose, longer than the others: the loop reads top to bottom, the
+    single-env and vector-env forms side by side with the epochs and checkpoints they share.)
+
     Args:
         agent: any :class:`~agents.base.Agent`; not a Stable-Baselines3 model, which learns
             with its own ``model.learn`` (:class:`agents.sb3.RouterEvalCallback` records its

@@ -209,6 +209,9 @@ class RoutingMDP:
     keywords, their defaults and their meaning are documented once, on
     :class:`~routing_env.env.RoutingEnv`.
 
+    Its constructor is long on purpose: every keyword is validated and resolved in one place,
+    in the order the docstring of :class:`~routing_env.env.RoutingEnv` lists them.
+
     Attributes set here and read by users: ``dataset``, ``split``, ``network``,
     ``reward_kind``, ``train_modules`` (may be switched at any time), ``sample_order``,
     ``invalid_action``, ``invalid_action_loss``, ``collaboration_reward``, ``squash_kappa``,
