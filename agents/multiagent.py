@@ -27,8 +27,10 @@ from tqdm.auto import tqdm
 from agents.base import Agent, Episode, route_path
 from agents.evaluation import route_statistics, selection_entropy
 from agents.factory import make_agent
+from agents.run_checkpoint import checkpoint_path, read_run, restore_run, save_run
 from agents.tabular import TabularAgent
 from agents.training import write_results
+from routing_env.checkpoint import CheckpointError, from_plain
 from routing_env.metrics import evaluation_indices
 
 __all__ = [
@@ -287,6 +289,8 @@ def train_multiagent(
     progress: bool = True,
     eval_rounds: int | None = None,
     out_dir: str | os.PathLike | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> dict[str, Any]:
     """Train one agent per router on the routing game for ``episodes`` rounds.
 
@@ -306,6 +310,11 @@ def train_multiagent(
         progress: show a progress bar.
         eval_rounds: samples per task per evaluation (default: the whole test split).
         out_dir: if given, ``results.json`` is written there.
+        checkpoint_dir: a folder for the run's checkpoint (:mod:`agents.run_checkpoint`),
+            written every ``checkpoint_every`` rounds (default: one per epoch), between two
+            rounds; when the folder holds one, the run resumes from it and ends exactly as the
+            uninterrupted run would.
+        checkpoint_every: rounds between checkpoints.
 
     Returns:
         The history. Per epoch: ``episode`` (rounds so far), ``routes``; per agent
@@ -364,12 +373,40 @@ def train_multiagent(
                 "path_overlap": [],
             }
         )
-    start = time.perf_counter()
     returns: dict[str, list[float]] = {agent: [] for agent in agents}
     hits: dict[str, list[bool]] = {agent: [] for agent in agents}
     counts = np.zeros((network.max_depth, network.num_actions), dtype=np.int64)
-    bar = tqdm(total=episodes, disable=not progress, unit="round", dynamic_ncols=True)
-    for number in range(1, episodes + 1):
+    arguments = {"episodes": episodes, "seed": seed, "eval_every": epoch_length}
+    every = epoch_length if checkpoint_every is None else int(checkpoint_every)
+    first, spent = 1, 0.0
+    if checkpoint_dir is not None and os.path.exists(checkpoint_path(checkpoint_dir)):
+        content = read_run(checkpoint_dir, base)
+        if from_plain(content["arguments"]) != arguments:
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path(checkpoint_dir)}: made by a run with arguments "
+                f"{from_plain(content['arguments'])}, not {arguments}"
+            )
+        saved = restore_run(content, policies, base)
+        first, spent, history = int(saved["number"]) + 1, float(saved["seconds"]), saved["history"]
+        returns, hits, counts = saved["returns"], saved["hits"], np.asarray(saved["counts"])
+    resumed_at = first - 1
+    start = time.perf_counter() - spent
+    bar = tqdm(
+        total=episodes, initial=first - 1, disable=not progress, unit="round", dynamic_ncols=True
+    )
+
+    def checkpoint(number: int) -> None:
+        loop = {
+            "number": number,
+            "returns": returns,
+            "hits": hits,
+            "counts": counts.copy(),
+            "history": history,
+            "seconds": time.perf_counter() - start,
+        }
+        save_run(checkpoint_dir, policies, base, arguments, loop)
+
+    for number in range(first, episodes + 1):
         played = run_round(policies, game, seed=seed if number == 1 else None)
         for agent, episode in played.items():
             policies[agent].learn(episode)
@@ -379,6 +416,8 @@ def train_multiagent(
                 counts[depth, action] += 1
         bar.update(1)
         if number % epoch_length and number != episodes:
+            if checkpoint_dir is not None and number % every == 0:
+                checkpoint(number)
             continue
         history["episode"].append(number)
         history["routes"].append(number * len(agents))
@@ -407,9 +446,13 @@ def train_multiagent(
         else:
             mean = np.mean([history["train_accuracy"][a][-1] for a in agents])
             bar.set_postfix(train_acc=f"{mean:.3f}")
+        if checkpoint_dir is not None and number % every == 0 and number < episodes:
+            checkpoint(number)
     bar.close()
     history["episodes"] = episodes
     history["seconds"] = time.perf_counter() - start
+    if checkpoint_dir is not None:
+        history["resumed_at"] = resumed_at
     if eval_env is not None:
         history["final"] = {
             "test_accuracy": history["mean_test_accuracy"][-1],

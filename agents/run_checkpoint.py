@@ -48,18 +48,21 @@ def checkpoint_path(folder: str | os.PathLike) -> str:
 
 def save_run(
     folder: str | os.PathLike,
-    agent: Agent,
+    routers: Agent | Mapping[str, Agent],
     env: Any,
     arguments: Mapping[str, Any],
     loop: Mapping[str, Any],
 ) -> str:
-    """Write the run's checkpoint to ``folder/checkpoint.pt`` (atomically); returns its path."""
+    """Write the run's checkpoint to ``folder/checkpoint.pt`` (atomically); returns its path.
+
+    ``routers``: the router, or the game's routers by agent name."""
     base = env.unwrapped
+    named = _named(routers)
     payload = {
         "dataset": dataset_fingerprint(base.dataset),
         "arguments": to_plain(dict(arguments)),
-        "agent_class": type(agent).__name__,
-        "agent": agent.state_dict(),
+        "agent_class": {name: type(agent).__name__ for name, agent in named.items()},
+        "agent": {name: agent.state_dict() for name, agent in named.items()},
         "network": network_state(base.network),
         "env": to_plain(base.checkpoint_state()),
         "torch_rng": torch.get_rng_state(),
@@ -74,17 +77,26 @@ def read_run(folder: str | os.PathLike, env: Any | None = None) -> dict[str, Any
     return read_checkpoint(checkpoint_path(folder), dataset=dataset)
 
 
-def restore_run(content: Mapping[str, Any], agent: Agent, env: Any) -> dict[str, Any]:
-    """Put the router, the network and the env back into the checkpoint's state; returns the
+def restore_run(
+    content: Mapping[str, Any], routers: Agent | Mapping[str, Agent], env: Any
+) -> dict[str, Any]:
+    """Put the router(s), the network and the env back into the checkpoint's state; returns the
     loop's state."""
-    if content["agent_class"] != type(agent).__name__:
+    named = _named(routers)
+    classes = {name: type(agent).__name__ for name, agent in named.items()}
+    if content["agent_class"] != classes:
         raise CheckpointError(
-            f"the checkpoint holds a {content['agent_class']} router, not a "
-            f"{type(agent).__name__}"
+            f"the checkpoint holds the routers {content['agent_class']}, not {classes}"
         )
-    agent.load_state_dict(content["agent"])
+    for name, agent in named.items():
+        agent.load_state_dict(content["agent"][name])
     base = env.unwrapped
     restore_network(base.network, content["network"])
     base.restore_state(from_plain(content["env"]))
     torch.set_rng_state(content["torch_rng"])
     return from_plain(content["loop"])
+
+
+def _named(routers: Agent | Mapping[str, Agent]) -> dict[str, Agent]:
+    """One router as ``{"router": agent}``; a game's routers as they are."""
+    return {"router": routers} if isinstance(routers, Agent) else dict(routers)

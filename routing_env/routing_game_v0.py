@@ -50,6 +50,7 @@ from gymnasium.utils import seeding
 from pettingzoo import AECEnv, ParallelEnv
 from pettingzoo.utils.conversions import parallel_to_aec, parallel_to_aec_wrapper
 
+from routing_env.checkpoint import generator_state, restore_generator
 from routing_env.datasets import MultiTaskDataset
 from routing_env.mdp import RoutingMDP, SampleStream, describe_route
 
@@ -409,6 +410,24 @@ class RoutingGame(RoutingMDP, ParallelEnv):
         route.observed_depth = depth
         route.observation = self._observation(activation, route.task, depth, mask.copy())
         return route.observation
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What the game adds to its network's state to continue exactly, between two rounds:
+        every agent's sample stream and the draws' random state (a checkpoint is taken between
+        rounds, so no route is in flight)."""
+        if self.agents:
+            raise RuntimeError("checkpoint_state() called during a round: take it between rounds")
+        return {
+            "streams": {agent: stream.state_dict() for agent, stream in self._streams.items()},
+            "rng": generator_state(self.np_random),
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`checkpoint_state` (the network is restored separately)."""
+        for agent, stream in self._streams.items():
+            stream.load_state_dict(state["streams"][agent])
+        restore_generator(self.np_random, state["rng"])
+        self.agents, self._routes = [], {}
 
     def mark_exploratory(self, explored: Mapping[str, bool]) -> None:
         """Which agents' actions in the next :meth:`step` are exploratory (``000`` 7.4.2):

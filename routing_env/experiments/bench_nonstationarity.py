@@ -125,24 +125,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for name in agent_names:
         for condition in conditions:
             for seed in seeds:
-                began = time.perf_counter()
-                history = run_one(name, condition, seed, settings)
-                seconds = time.perf_counter() - began
-                print(
-                    f"{name:>12} {condition:>10} seed {seed}: accuracy "
-                    f"{history['summary']['final_accuracy']:.3f} ({seconds:.0f} s)",
-                    flush=True,
-                )
-                runs.append(
-                    {
+                record = _finished_run(args.out, name, condition, seed, settings)
+                if record is None:
+                    began = time.perf_counter()
+                    history = run_one(name, condition, seed, settings)
+                    record = {
                         "agent": name,
                         "condition": condition,
                         "seed": seed,
-                        "seconds": seconds,
+                        "seconds": time.perf_counter() - began,
                         "summary": history["summary"],
                         "history": history,
                     }
+                    _keep_run(args.out, record, settings)
+                print(
+                    f"{name:>12} {condition:>10} seed {seed}: accuracy "
+                    f"{record['summary']['final_accuracy']:.3f} ({record['seconds']:.0f} s)",
+                    flush=True,
                 )
+                runs.append(record)
     rows = table_rows(runs)
     print_table(rows, settings)
     results = {"protocol": settings, "table": rows, "runs": runs}
@@ -154,6 +155,33 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         plot_nonstationarity(runs, os.path.join(args.out, "nonstationarity.png"))
     return results
+
+
+def _run_file(out: str | None, name: str, condition: str, seed: int) -> str | None:
+    return None if out is None else os.path.join(out, "runs", f"{name}-{condition}-seed{seed}.json")
+
+
+def _finished_run(
+    out: str | None, name: str, condition: str, seed: int, settings: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The record of a run an earlier, interrupted call finished with the same protocol."""
+    path = _run_file(out, name, condition, seed)
+    if path is None or not os.path.isfile(path):
+        return None
+    with open(path) as handle:
+        record = json.load(handle)
+    return record if record.get("protocol") == json.loads(json.dumps(settings)) else None
+
+
+def _keep_run(out: str | None, record: dict[str, Any], settings: dict[str, Any]) -> None:
+    """Write one run's record under ``out/runs`` as it finishes, so that a re-run skips it."""
+    path = _run_file(out, record["agent"], record["condition"], record["seed"])
+    if path is None:
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".tmp", "w") as handle:
+        json.dump({**record, "protocol": settings}, handle, default=jsonable)
+    os.replace(path + ".tmp", path)
 
 
 def _names(text: str, option: str) -> list[str]:

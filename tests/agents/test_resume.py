@@ -25,7 +25,11 @@ def run(out: Path, kind: str, agent: str, episodes: int, every: int) -> subproce
 
 @pytest.mark.parametrize(
     ("kind", "agent", "episodes", "every"),
-    [("single", "wpl", 3000, 300), ("vector", "reinforce-approx", 3000, 200)],
+    [
+        ("single", "wpl", 3000, 300),
+        ("vector", "reinforce-approx", 3000, 200),
+        ("game", "wpl", 800, 100),
+    ],
 )
 def test_a_killed_run_resumes_to_the_uninterrupted_result(tmp_path, kind, agent, episodes, every):
     whole = tmp_path / "whole"

@@ -82,3 +82,21 @@ def test_cli_rejects_bad_input_naming_it(option, value, message, capsys):
         main(["bench-nonstationarity", option, value, "--episodes", "10"])
     assert stopped.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_an_interrupted_bench_skips_the_runs_it_finished(tmp_path, capsys):
+    argv = ["bench-nonstationarity", "--agent", "wpl", "--suite", "synthetic-mtl",
+            "--conditions", "trained,frozen", "--episodes", "80", "--every", "40",
+            "--seeds", "1", "--eval-episodes", "30", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    first = json.loads((tmp_path / "results.json").read_text())
+    kept = tmp_path / "runs" / "wpl-trained-seed0.json"
+    lost = tmp_path / "runs" / "wpl-frozen-seed0.json"
+    stamp = kept.stat().st_mtime_ns
+    lost.unlink()  # the run of this condition was interrupted
+    assert main(argv) == 0
+    assert kept.stat().st_mtime_ns == stamp and lost.exists()
+    again = json.loads((tmp_path / "results.json").read_text())
+    assert [row["final_accuracy"] for row in again["table"]] == [
+        row["final_accuracy"] for row in first["table"]
+    ]
