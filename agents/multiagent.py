@@ -27,10 +27,9 @@ from tqdm.auto import tqdm
 from agents.base import Agent, Episode, route_path
 from agents.evaluation import route_statistics, selection_entropy
 from agents.factory import make_agent
-from agents.run_checkpoint import checkpoint_path, read_run, restore_run, save_run
+from agents.run_checkpoint import resume_run, save_run
 from agents.tabular import TabularAgent
 from agents.training import write_results
-from routing_env.checkpoint import CheckpointError, from_plain
 from routing_env.metrics import evaluation_indices
 
 __all__ = [
@@ -379,14 +378,8 @@ def train_multiagent(
     arguments = {"episodes": episodes, "seed": seed, "eval_every": epoch_length}
     every = epoch_length if checkpoint_every is None else int(checkpoint_every)
     first, spent = 1, 0.0
-    if checkpoint_dir is not None and os.path.exists(checkpoint_path(checkpoint_dir)):
-        content = read_run(checkpoint_dir, base)
-        if from_plain(content["arguments"]) != arguments:
-            raise CheckpointError(
-                f"checkpoint {checkpoint_path(checkpoint_dir)}: made by a run with arguments "
-                f"{from_plain(content['arguments'])}, not {arguments}"
-            )
-        saved = restore_run(content, policies, base)
+    saved = resume_run(checkpoint_dir, policies, base, arguments)
+    if saved is not None:
         first, spent, history = int(saved["number"]) + 1, float(saved["seconds"]), saved["history"]
         returns, hits, counts = saved["returns"], saved["hits"], np.asarray(saved["counts"])
     resumed_at = first - 1

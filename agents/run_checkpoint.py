@@ -97,6 +97,27 @@ def restore_run(
     return from_plain(content["loop"])
 
 
+def resume_run(
+    folder: str | os.PathLike | None,
+    routers: Agent | Mapping[str, Agent],
+    env: Any,
+    arguments: Mapping[str, Any],
+) -> dict[str, Any] | None:
+    """When ``folder`` holds a checkpoint: check that it was made by a run with ``arguments``
+    on ``env``'s data, restore the router(s), network and env, and return the loop's state;
+    else ``None`` (a fresh run)."""
+    if folder is None or not os.path.exists(checkpoint_path(folder)):
+        return None
+    content = read_run(folder, env)
+    saved_arguments = from_plain(content["arguments"])
+    if saved_arguments != dict(arguments):
+        raise CheckpointError(
+            f"checkpoint {checkpoint_path(folder)}: made by a run with arguments "
+            f"{saved_arguments}, not {dict(arguments)}"
+        )
+    return restore_run(content, routers, env)
+
+
 def _named(routers: Agent | Mapping[str, Agent]) -> dict[str, Agent]:
     """One router as ``{"router": agent}``; a game's routers as they are."""
     return {"router": routers} if isinstance(routers, Agent) else dict(routers)

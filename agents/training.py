@@ -40,8 +40,7 @@ from agents.evaluation import (
     squashes,
 )
 from agents.factory import make_agent
-from agents.run_checkpoint import checkpoint_path, read_run, restore_run, save_run
-from routing_env.checkpoint import CheckpointError, from_plain
+from agents.run_checkpoint import resume_run, save_run
 from routing_env.metrics import evaluation_indices
 
 # Names that moved to agents.evaluation and routing_env.metrics, still importable from here.
@@ -180,14 +179,8 @@ def train(
     returns: list[float] = []
     hits: list[bool] = []
     number, loop_state, spent = 0, None, 0.0
-    if checkpoint_dir is not None and os.path.exists(checkpoint_path(checkpoint_dir)):
-        content = read_run(checkpoint_dir, env)
-        if from_plain(content["arguments"]) != arguments:
-            raise CheckpointError(
-                f"checkpoint {checkpoint_path(checkpoint_dir)}: made by a run with arguments "
-                f"{from_plain(content['arguments'])}, not {arguments}"
-            )
-        saved = restore_run(content, agent, env)
+    saved = resume_run(checkpoint_dir, agent, env, arguments)
+    if saved is not None:
         number, spent, loop_state = int(saved["number"]), float(saved["seconds"]), saved["vector"]
         returns, hits = list(saved["returns"]), [bool(hit) for hit in saved["hits"]]
         history = saved["history"]
