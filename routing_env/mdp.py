@@ -99,6 +99,10 @@ INFO_KEYS = (
     "invalid_action",
 )
 
+#: The info columns that describe each route itself (its mask, actions so far and sample),
+#: filled per route rather than copied from the "not final" template.
+PER_ROUTE_KEYS = ("action_mask", "path", "sample_index")
+
 #: ``loss`` of a route that has made no prediction (not ended yet, or ended by a masked action).
 NO_LOSS = -1.0
 #: ``prediction`` and ``label`` of classification before a route's end.
@@ -614,7 +618,7 @@ class RoutingMDP:
         rows = slice(None) if every else np.flatnonzero(judged)
         judged_samples = samples if every else samples[rows]
         labels = self._y[samples]
-        columns = self._not_final_columns(count)
+        columns = self._not_final_columns(count, set_by_caller=PER_ROUTE_KEYS)
         columns["route_done"][:] = True
         columns["action_mask"] = np.repeat(self._terminal_mask[None], count, axis=0)
         columns["path"] = paths.copy()
@@ -647,7 +651,7 @@ class RoutingMDP:
                     inputs,
                     graph,
                 )
-        return columns
+        return {key: columns[key] for key in INFO_KEYS}
 
     def _train_on(
         self,
@@ -687,8 +691,11 @@ class RoutingMDP:
 
     # ------------------------------------------------------------------ infos
 
-    def _not_final_columns(self, count: int) -> dict[str, np.ndarray]:
-        """Info columns of ``count`` routes still running (paths and samples left empty).
+    def _not_final_columns(
+        self, count: int, set_by_caller: tuple[str, ...] = ()
+    ) -> dict[str, np.ndarray]:
+        """Info columns of ``count`` routes still running (paths and samples left empty); the
+        columns named in ``set_by_caller`` are left out, for the caller to fill.
 
         Fresh arrays, copied from a template kept per count (a few counts are kept: the single
         env ends one route at a time, the vector env mostly its whole batch), which costs less
@@ -699,7 +706,9 @@ class RoutingMDP:
             if len(self._column_templates) >= _TEMPLATES_KEPT:
                 del self._column_templates[next(iter(self._column_templates))]
             self._column_templates[count] = template
-        return {key: column.copy() for key, column in template.items()}
+        return {
+            key: column.copy() for key, column in template.items() if key not in set_by_caller
+        }
 
     def _new_columns(self, count: int) -> dict[str, np.ndarray]:
         """:meth:`_not_final_columns` built from the "not final" values."""

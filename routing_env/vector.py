@@ -20,7 +20,7 @@ from gymnasium.vector.utils import batch_space
 
 from routing_env.checkpoint import generator_state, restore_generator
 from routing_env.datasets import MultiTaskDataset
-from routing_env.mdp import INFO_KEYS, RoutingMDP, SampleStream
+from routing_env.mdp import INFO_KEYS, PER_ROUTE_KEYS, RoutingMDP, SampleStream
 from routing_env.network import RouteGraph
 
 
@@ -468,9 +468,10 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
 
     def _current_infos(self, infos: dict[str, Any]) -> None:
         """The infos of the routes now in progress (reset, and after every step)."""
-        for key, column in self._not_final_rows.items():
-            infos[key] = column.copy()
+        for key in INFO_KEYS:
             infos[f"_{key}"] = self._every.copy()
+            if key not in PER_ROUTE_KEYS:
+                infos[key] = self._not_final_rows[key].copy()
         if self._level is not None:
             infos["action_mask"] = self._mask_rows[self._level].copy()
         else:
@@ -487,7 +488,7 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
     def _observations(self) -> Any:
         masks = None
         if self.mask_in_observation:
-            masks = self._allowed[self._depth].astype(np.int8)
+            masks = self._masks[self._depth]
         return self._observation(
             self._h.cpu().numpy().copy(), self._task_now.copy(), self._depth.copy(), masks
         )
