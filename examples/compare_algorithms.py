@@ -11,7 +11,7 @@ selection entropy, modules used, time), ``learning_curves.png``, ``entropy_curve
 
 Run: ``python examples/compare_algorithms.py --episodes 100000 --seeds 3 --out runs/compare``
 (the same as ``routing-env compare --methods wpl,q,q-approx,reinforce-approx,advantage,
-actor-critic --budget 100000 --seeds 3``).
+actor-critic --episodes 100000 --seeds 3``).
 """
 
 from __future__ import annotations
