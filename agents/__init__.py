@@ -24,7 +24,7 @@ from agents.architectures import (
 )
 from agents.base import Agent, Episode, route_path
 from agents.eps_reinforce import EpsilonReinforce
-from agents.factory import AGENT_NAMES, make_agent
+from agents.factory import AGENT_NAMES, default_num_envs, make_agent
 from agents.fixed import FixedRouter, RandomRouter
 from agents.multiagent import evaluate_multiagent, make_population, train_multiagent
 from agents.persistence import load, save
@@ -59,6 +59,7 @@ __all__ = [
     "WPLApprox",
     "WoLFPHC",
     "collect_activations",
+    "default_num_envs",
     "evaluate",
     "evaluate_multiagent",
     "load",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -186,6 +186,9 @@ class Dispatched(Composite):
         num_routers: number of virtual tasks (sub-routers).
         seed: recorded; the sub-agents own their random streams.
     """
+
+    #: The current route's dispatch is kept between ``act`` calls.
+    routes_in_batches: ClassVar[bool] = False
 
     def __init__(
         self, dispatcher: Agent, router: Agent, num_routers: int, seed: int | None = None

@@ -225,6 +225,10 @@ class Agent:
     #: Saved-state keys that earlier versions wrote, and the names in :attr:`state_names` that
     #: hold them now, so that their checkpoints still load.
     renamed_state: ClassVar[Mapping[str, str]] = {}
+    #: Whether the router can route several samples at once (``act_batch`` on a vector env's
+    #: sub-environments, each at its own point of a route); a router that keeps per-route
+    #: state between ``act`` calls says False and trains on the single-sample env.
+    routes_in_batches: ClassVar[bool] = True
 
     def __init__(self, seed: int | None = None) -> None:
         self.seed = seed

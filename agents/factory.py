@@ -43,7 +43,7 @@ from agents.reinforce_approx import ReinforceApprox
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 from agents.wpl_approx import WPLApprox
-from routing_env.settings import router_defaults
+from routing_env.settings import TRAIN_DEFAULTS, router_defaults
 
 TABULAR: dict[str, Callable[..., Agent]] = {
     "wpl": WPL,
@@ -74,6 +74,24 @@ AGENT_NAMES: tuple[str, ...] = (
     "fixed-per-task",
     "random",
 )
+
+
+def default_num_envs(name: str) -> int:
+    """Routes in flight when router ``name`` trains with ``routing-env train``, ``compare`` or
+    ``report``: ``TRAIN_DEFAULTS["num_envs"]`` (the vector env) for the routers that route
+    batches, 1 (the single-sample env) for the dispatched ones, which keep the current route's
+    dispatch between ``act`` calls (:attr:`agents.base.Agent.routes_in_batches`).
+
+    The vector env is the default because the routers learn as well per route there as in the
+    single-sample env, and several times faster: ``benchmarks/vector_learning.py`` (figures in
+    ``docs/results.md``, "The vector env by default").
+    """
+    if name not in AGENT_NAMES:
+        raise ValueError(f"unknown agent {name!r}; known agents: {', '.join(AGENT_NAMES)}")
+    prefix = name.partition("-")[0]
+    if prefix == "dispatched" or prefix in OFFLINE_DISPATCH:
+        return 1
+    return int(TRAIN_DEFAULTS["num_envs"])
 
 
 def make_agent(name: str, env: Any, seed: int = 0, **options: Any) -> Agent:

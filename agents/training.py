@@ -28,7 +28,6 @@ import numpy as np
 from gymnasium.vector import VectorEnv
 from tqdm.auto import tqdm
 
-from agents.architectures import Dispatched
 from agents.base import Agent, EpisodeBatch
 from agents.evaluation import (
     entropy,
@@ -325,9 +324,9 @@ def pretrain_modules(
 
 
 def _check_vector_training(agent: Agent, eval_env: Any) -> None:
-    if isinstance(agent, Dispatched):
+    if not agent.routes_in_batches:
         raise TypeError(
-            "a Dispatched router keeps the current route's dispatch between act() calls, so it "
+            f"a {type(agent).__name__} router keeps per-route state between act() calls, so it "
             "cannot route several samples at once yet: train it on a single-sample env"
         )
     if isinstance(eval_env, VectorEnv):

@@ -60,7 +60,14 @@ RUN_ENV_SETTINGS: tuple[str, ...] = (
 )
 
 #: Defaults of a training run (``routing-env train``, ``agents.train``).
-TRAIN_DEFAULTS: dict[str, Any] = {"episodes": 100_000, "seed": 0, "env": "DigitsMTL-v0"}
+#: ``num_envs``: routes in flight, the vector env's sub-environments, for routers that route
+#: batches (``agents.factory.default_num_envs``; see its docstring for the measurement).
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "episodes": 100_000,
+    "seed": 0,
+    "env": "DigitsMTL-v0",
+    "num_envs": 256,
+}
 
 
 def router_defaults(name: str) -> dict[str, Any]:

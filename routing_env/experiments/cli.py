@@ -76,8 +76,10 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--num-envs",
         type=int,
-        default=1,
-        help="routes in flight: above 1, the batched vector env (RoutingVectorEnv)",
+        default=None,
+        help="routes in flight: above 1, the batched vector env (RoutingVectorEnv); 1, the "
+        f"single-sample env (default {TRAIN_DEFAULTS['num_envs']}, or 1 for the dispatched "
+        "routers; SB3 methods: 16)",
     )
     train.add_argument(
         "--checkpoint-every",
@@ -101,12 +103,21 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     import routing_env  # noqa: F401  (registers the ids)
-    from agents.factory import make_agent
+    from agents.factory import default_num_envs, make_agent
     from agents.training import train
     from routing_env.experiments.plots import plot_history
 
     if args.resume:
         args = _resumed_arguments(args)
+    if args.agent not in SB3_METHODS:
+        single_only = default_num_envs(args.agent) == 1
+        if args.num_envs is None:
+            args.num_envs = default_num_envs(args.agent)
+        elif args.num_envs > 1 and single_only:
+            raise UsageError(
+                f"--num-envs {args.num_envs}: {args.agent} keeps per-route state between "
+                "decisions, so it trains on the single-sample env (--num-envs 1)"
+            )
     options_checked = (
         "episodes",
         "eval_every",
@@ -197,6 +208,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
             **{k: v for k, v in env_kwargs.items() if k != "dataset"},
             **network_settings(env.unwrapped.network),
             "reward": env.unwrapped.reward_kind,
+            "num_envs": args.num_envs,
             **{k: v for k, v in agent.config.items() if k == "lr"},
         },
         "history": {k: v for k, v in history.items() if k != "final"},
@@ -262,6 +274,8 @@ def _train_sb3(args: argparse.Namespace, env_id: str, env_kwargs: dict[str, Any]
 
     suite = env_kwargs.pop("dataset", None) or env_id
     settings = {k: v for k, v in env_kwargs.items() if k != "data_dir"}
+    if args.num_envs is not None:
+        settings["num_envs"] = args.num_envs
     points = max(1, args.episodes // args.eval_every) if args.eval_every else 10
     spec = RunSpec(
         method=args.agent,

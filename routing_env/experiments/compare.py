@@ -259,7 +259,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--num-envs",
         type=int,
         default=None,
-        help="routes in flight for our routers (default 1: the single-sample env)",
+        help="routes in flight for our routers and SB3 methods (default: 256 for routers, 1 "
+        "for the dispatched ones, 16 for SB3; 1 is the single-sample env)",
     )
     parser.set_defaults(run_verb=run)
 

@@ -1,7 +1,8 @@
 """The demonstration behind ``make demo``: per-task WPL routers learn to route DigitsMTL.
 
 Ten tabular WPL agents (one per task, ``001`` Algorithm 3) route DigitsMTL samples through 3
-routed layers of 10 untrained modules, with the settings of ``routing-env train --agent wpl``.
+routed layers of 10 untrained modules, with the settings of ``routing-env train --agent wpl``:
+the vector env, 256 routes in flight.
 The demo prints per-task test accuracy and the routing map (task x depth -> most chosen
 module), next to two non-learning references trained on the same environment: per-task routes
 (task ``t`` always takes module ``t``: ten private networks, what a router would need to find)
@@ -17,13 +18,14 @@ import numpy as np
 from agents import make_agent
 from agents.training import evaluate, train
 from routing_env.env import RoutingEnv
-from routing_env.settings import NETWORK_DEFAULTS, router_defaults
+from routing_env.settings import NETWORK_DEFAULTS, TRAIN_DEFAULTS, router_defaults
+from routing_env.vector import RoutingVectorEnv
 
 
 def _run(name: str, episodes: int, seed: int) -> dict[str, Any]:
-    env = RoutingEnv("digits-mtl")
+    env = RoutingVectorEnv(TRAIN_DEFAULTS["num_envs"], "digits-mtl")
     test_env = RoutingEnv("digits-mtl", split="test", network=env.network, reward=env.reward_kind)
-    agent = make_agent(name, env, seed=seed)
+    agent = make_agent(name, test_env, seed=seed)
     history = train(
         agent,
         env,
@@ -46,7 +48,8 @@ def main(
     print(
         f"DigitsMTL: 10 one-vs-rest tasks, 3 routed layers x 10 modules, seed {seed}, "
         f"reward +-1, module lr {NETWORK_DEFAULTS['module_lr']}, module batch "
-        f"{NETWORK_DEFAULTS['module_batch_size']}, WPL {router_defaults('wpl')}"
+        f"{NETWORK_DEFAULTS['module_batch_size']}, WPL {router_defaults('wpl')}, "
+        f"{TRAIN_DEFAULTS['num_envs']} routes in flight (vector env)"
     )
     results = {
         "per-task WPL": _run("wpl", episodes, seed),

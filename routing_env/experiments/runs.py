@@ -4,8 +4,9 @@ A method is named by a string:
 
 * a router of :mod:`agents.factory` (``"wpl"``, ``"q"``, ``"reinforce"``, ``"single-wpl"``,
   ``"reinforce-approx"``, ...), trained by :func:`agents.train` on a
-  :class:`~routing_env.env.RoutingEnv` (or, with the setting ``num_envs > 1``, on a
-  :class:`~routing_env.vector.RoutingVectorEnv`), with the router settings of
+  :class:`~routing_env.vector.RoutingVectorEnv` of ``num_envs`` sub-environments (default
+  :func:`agents.default_num_envs`: 256, or 1 for the dispatched routers; 1 is the
+  single-sample :class:`~routing_env.env.RoutingEnv`), with the router settings of
   ``routing-env train``;
 * a Stable-Baselines3 algorithm, ``"sb3-ppo"``, ``"sb3-a2c"``, ``"sb3-dqn"`` or
   ``"sb3-maskable-ppo"`` (needs the ``sb3`` extra), trained by its own ``learn`` on the vector
@@ -58,7 +59,8 @@ class RunSpec:
             in layered routing (every route takes ``max_depth`` decisions).
         points: evaluations on the test split during training (learning curves).
         settings: environment settings (:data:`ENV_SETTINGS`), ``num_envs`` (routes in flight
-            for routers; 1 = the single-sample env), and router options (``lr``, ...).
+            for routers, default :func:`agents.default_num_envs`; 1 = the single-sample env;
+            SB3 methods: 16), and router options (``lr``, ...).
         data_dir: folder of suites read from files.
         out_dir: where the run's log goes (``metrics.csv``, TensorBoard events when
             ``tensorboard`` is installed); ``None`` writes nothing.
@@ -219,10 +221,10 @@ def _envs(spec: RunSpec, dataset: Any, num_envs: int) -> tuple[Any, Any]:
 
 
 def _run_router(spec: RunSpec, dataset: Any) -> dict[str, Any]:
-    from agents import make_agent, train
+    from agents import default_num_envs, make_agent, train
     from routing_env.env import RoutingEnv
 
-    num_envs = int(spec.settings.get("num_envs", 1))
+    num_envs = int(spec.settings.get("num_envs", default_num_envs(spec.method)))
     env, test = _envs(spec, dataset, num_envs)
     # Offline dispatchers fit on depth-0 activations of a single-sample env.
     sizing_env = env if isinstance(env, RoutingEnv) else test

@@ -75,3 +75,19 @@ def test_run_episode_returns_match_rewards():
     assert len(episode) == 3
     assert episode.final_info["path"].tolist() == episode.actions
     assert episode.returns()[0] == pytest.approx(sum(episode.rewards))
+
+
+def test_default_num_envs_is_the_vector_env_for_routers_that_route_batches():
+    from agents import default_num_envs, make_agent
+    from routing_env import RoutingEnv
+    from routing_env.settings import TRAIN_DEFAULTS
+
+    env = RoutingEnv("synthetic-mtl")
+    for name in ("wpl", "q", "single-wpl", "reinforce-approx", "per-task-q-approx", "random"):
+        assert default_num_envs(name) == TRAIN_DEFAULTS["num_envs"] == 256, name
+        assert make_agent(name, env).routes_in_batches, name
+    for name in ("dispatched-wpl", "kmeans-q", "agglomerative-reinforce"):
+        assert default_num_envs(name) == 1, name
+        assert not make_agent(name, env).routes_in_batches, name
+    with pytest.raises(ValueError, match="unknown agent 'nope'"):
+        default_num_envs("nope")

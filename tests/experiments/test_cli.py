@@ -81,8 +81,11 @@ def test_train_command_equals_gym_make_and_make_agent(tmp_path):
     assert main([*argv, "--out", str(tmp_path), "--no-progress"]) == 0
     command = json.loads((tmp_path / "results.json").read_text())
     assert command["settings"]["module_lr"] == 0.3 and command["settings"]["lr"] == 0.5
+    assert command["settings"]["num_envs"] == 256
 
-    env = gym.make("routing_env/DigitsMTL-v0")
+    env = gym.make_vec(
+        "routing_env/DigitsMTL-v0", num_envs=256, vectorization_mode="vector_entry_point"
+    )
     test_env = gym.make("routing_env/DigitsMTL-v0", split="test", network=env.unwrapped.network)
     agent = agents.make_agent("wpl", test_env, seed=0)
     history = agents.train(agent, env, budget, eval_env=test_env, seed=0, progress=False)
@@ -98,6 +101,7 @@ def test_bad_arguments_and_data_end_in_one_line_with_exit_code_2(tmp_path, capsy
         ["train", "--env", "no-such-suite", "--episodes", "10"],
         ["train", "--dataset", str(tmp_path / "missing.npz"), "--episodes", "10"],
         ["train", "--episodes", "0"],
+        ["train", "--agent", "dispatched-wpl", "--num-envs", "4", "--episodes", "10"],
         ["bench-nonstationarity", "--suite", "nope", "--episodes", "10"],
         ["compare", "--suite", "nope", "--methods", "wpl", "--episodes", "10", "--seeds", "1"],
     ]
