@@ -15,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TINY = {"--episodes": "40", "--every": "20", "--seeds": "1", "--eval-every": "20"}
 #: Options the test adds to a verb so that one run, not a grid, stands for it.
 NARROW = {
-    "report": ["--suites", "synthetic-mtl", "--methods", "wpl", "--budget-scale", "0.002"],
+    "report": ["--suites", "synthetic-mtl", "--methods", "wpl", "--epochs", "0.01"],
     "compare": ["--points", "1", "--workers", "1"],
     "bench-nonstationarity": ["--eval-episodes", "20", "--agent", "wpl"],
 }

@@ -66,11 +66,14 @@ def run_grid(
     return records  # type: ignore[return-value]
 
 
-def add_grid_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of a command that runs a grid: ``--seeds``, ``--points``, ``--workers``,
-    ``--ray-address``."""
-    parser.add_argument("--seeds", type=parse_seeds, default="3", help=SEEDS_HELP)
-    parser.add_argument("--points", type=int, default=5, help="evaluations per run")
+def add_grid_arguments(
+    parser: argparse.ArgumentParser, seeds: str = "3", points: bool = True
+) -> None:
+    """The options of a command that runs a grid: ``--seeds`` (default ``seeds``), ``--points``
+    (unless the command chooses its own evaluations), ``--workers``, ``--ray-address``."""
+    parser.add_argument("--seeds", type=parse_seeds, default=seeds, help=SEEDS_HELP)
+    if points:
+        parser.add_argument("--points", type=int, default=5, help="evaluations per run")
     parser.add_argument("--workers", type=int, default=2, help="parallel runs")
     parser.add_argument(
         "--ray-address", default=None, help="run on Ray: 'local', 'auto' or a cluster address"

@@ -3,14 +3,19 @@ import math
 
 import pytest
 
+from routing_env.experiments.cli import main
 from routing_env.experiments.report import (
     CLAIMS,
+    SEED_MNIST_MTL,
     Claim,
     claims_table,
     collapse_table,
     difference_interval,
+    epoch_points,
+    epoch_table,
     judge_claims,
     report,
+    suite_epochs,
     verdict,
 )
 
@@ -69,9 +74,8 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
         seeds=2,
         suites=["synthetic-mtl"],
         methods=["wpl", "q", "task-specific-all-fc"],
-        budget_scale=0.01,
+        epochs=0.05,
         workers=1,
-        points=1,
         progress=False,
     )
     text = (tmp_path / "REPORT.md").read_text()
@@ -81,11 +85,12 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
         "WPL beats Q-learning",
     ]
     assert "| routing beats task-specific-all-fc | 001 sec. 4, fig. 6-8 | synthetic-mtl |" in text
-    assert "## synthetic-mtl (300 training samples per run)" in text
+    assert "## synthetic-mtl (0.05 epochs, 300 training samples per run)" in text
     assert "![learning_curves.png](synthetic-mtl/learning_curves.png)" in text
     assert (tmp_path / "synthetic-mtl" / "routing_maps.png").exists()
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["records"]) == 6 and saved["budgets"] == {"synthetic-mtl": 300}
+    assert saved["epochs"] == {"synthetic-mtl": 0.05}
 
 
 def test_collapse_table_pairs_the_per_task_and_single_agent_routers():
@@ -107,3 +112,55 @@ def test_collapse_table_pairs_the_per_task_and_single_agent_routers():
     assert "| s1 | wpl | 98.00 | 1.800 | 20.0 |" in table
     assert "| s1 | reinforce-approx | 90.00 | 0.020 | 3.3 |" in table
     assert "s2" not in table
+
+
+def test_epochs_per_suite_and_the_table2_points_they_reach():
+    assert suite_epochs(["digits-mtl", "mine.npz"], "quick", None) == {
+        "digits-mtl": 1.0,
+        "mine.npz": 5.0,
+    }
+    assert suite_epochs(["digits-mtl"], "paper", 2.5) == {"digits-mtl": 2.5}
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        suite_epochs(["digits-mtl"], "huge", None)
+    with pytest.raises(ValueError, match="epochs must be positive"):
+        suite_epochs(["digits-mtl"], "paper", 0)
+    assert epoch_points(0.5) == []
+    assert epoch_points(1) == [1]
+    assert epoch_points(7.9) == [1, 5, 7]
+    assert epoch_points(70) == [1, 5, 10, 20, 50, 70]
+    assert epoch_points(100) == [1, 5, 10, 20, 50, 100]
+
+
+def test_epoch_table_is_table2_shaped_with_the_seeds_rows():
+    def record(method, samples, accuracies):
+        return {"method": method, "curve": {"samples": samples, "test_accuracy": accuracies}}
+
+    records = [
+        record("wpl", [100, 200, 300], [0.90, 0.95, 0.99]),
+        record("wpl", [100, 200, 300], [0.90, 0.97, 0.97]),
+        # A baseline evaluates after the step that reaches the epoch's end.
+        record("cross-stitch", [112, 208, 304], [0.91, 0.92, 0.93]),
+        record("q", [100], [0.9]),
+    ]
+    table = epoch_table(records, 100, [1, 3], {"wpl": SEED_MNIST_MTL["wpl"]})
+    lines = table.splitlines()
+    assert lines[0] == "| method | epoch 1 | epoch 3 |"
+    assert lines[2] == "| wpl | 90.0 ± 0.0 | 98.0 ± 1.0 |"
+    assert lines[3] == "| *001, MNIST-MTL* | 90 | - |"
+    assert lines[4] == "| cross-stitch | 91.0 ± 0.0 | 93.0 ± 0.0 |"
+    assert lines[5] == "| q | 90.0 ± 0.0 | - |"
+
+
+def test_report_quick_scale_through_the_cli(tmp_path, capsys):
+    """The quick scale (one epoch) runs as CI would, and REPORT.md has the epoch table."""
+    argv = ["report", "--scale", "quick", "--suites", "synthetic-mtl", "--seeds", "2"]
+    argv += ["--methods", "wpl,task-specific-1-fc", "--workers", "1", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "## synthetic-mtl (1 epochs, 6,000 training samples per run)" in text
+    assert "| method | epoch 1 |" in text
+    assert "`routing-env report --scale quick`" in text
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {r["seed"] for r in saved["records"]} == {0, 1}
+    for record in saved["records"]:
+        assert record["curve"]["samples"][-1] in range(6000, 6016), record["method"]
