@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from routing_env.settings import AGGREGATE_DEFAULTS
+
 #: What ``--seeds`` takes, said once for every verb's help.
 SEEDS_HELP = "a count N (seeds 0..N-1), a range A-B or a comma list A,B,C"
 
@@ -71,6 +73,18 @@ def add_episodes(parser: argparse.ArgumentParser, default: int, what: str) -> No
     parser.add_argument("--episodes", type=int, default=default, help=what)
     for old in ("--budget", "--routes"):
         parser.add_argument(old, dest="episodes", type=int, help=argparse.SUPPRESS)
+
+
+def add_bootstrap_reps(parser: argparse.ArgumentParser) -> None:
+    """``--bootstrap-reps``: resamples of the aggregate statistics' bootstrap intervals
+    (``routing_env.experiments.aggregate``)."""
+    parser.add_argument(
+        "--bootstrap-reps",
+        type=int,
+        default=AGGREGATE_DEFAULTS["reps"],
+        help="bootstrap resamples of the IQM, probability-of-improvement and performance-profile "
+        "intervals (rliable's own default: 50000)",
+    )
 
 
 def positive(value: int | None, option: str) -> None:

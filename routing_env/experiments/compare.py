@@ -5,9 +5,13 @@ Every method (our routers, SB3 routers when installed, the non-routed baselines;
 settings, for the same number of training samples, once per seed. Writes to ``--out``:
 
 * ``results.md`` and ``results.json``: per method the test accuracy (mean and 95% confidence
-  interval over seeds, Student's t), the accuracy of every seed, the selection entropy and
-  modules in use of the greedy routes (of the gate, for gated baselines), trainable
-  parameters and training time;
+  interval over seeds, Student's t), the accuracy of every seed, the interquartile mean of the
+  normalised score with its stratified bootstrap interval (rliable,
+  :mod:`routing_env.experiments.aggregate`), the selection entropy and modules in use of the
+  greedy routes (of the gate, for gated baselines), trainable parameters and training time;
+  then the aggregate scores (IQM and mean, with intervals);
+* ``performance_profiles.png``: the fraction of runs above each normalised score (rliable;
+  with two seeds or more);
 * ``learning_curves.png`` (test accuracy against training samples, mean and 95% band),
   ``entropy_curves.png`` (selection entropy against training samples) and
   ``routing_maps.png`` (each router's map at the end, first seed);
@@ -30,7 +34,19 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
-from routing_env.experiments.arguments import HelpFormatter, add_episodes, plain
+from routing_env.experiments.aggregate import (
+    REPS,
+    check_bootstrap,
+    comparison_section,
+    iqm_cell,
+    with_scores,
+)
+from routing_env.experiments.arguments import (
+    HelpFormatter,
+    add_bootstrap_reps,
+    add_episodes,
+    plain,
+)
 from routing_env.experiments.grid import add_grid_arguments, run_grid
 from routing_env.experiments.runs import RunSpec, check_methods, method_kind, spec_dict
 
@@ -49,6 +65,7 @@ def compare(
     method_settings: Mapping[str, Mapping[str, Any]] | None = None,
     data_dir: str | None = None,
     progress: bool = True,
+    bootstrap_reps: int = REPS,
 ) -> dict[str, Any]:
     """Run ``methods`` x ``seeds`` on ``suite`` and write the comparison to ``out_dir``.
 
@@ -66,6 +83,8 @@ def compare(
             ``num_envs``).
         data_dir: folder of suites read from files.
         progress: print a line as each run finishes.
+        bootstrap_reps: bootstrap resamples of the aggregate statistics
+            (:mod:`routing_env.experiments.aggregate`).
 
     Returns:
         ``{"records": [...], "summary": [...], "files": [...]}``; ``summary`` has one row per
@@ -78,6 +97,7 @@ def compare(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError("no seeds")
+    check_bootstrap(bootstrap_reps)
     out = os.fspath(out_dir)
     specs = [
         RunSpec(
@@ -100,8 +120,10 @@ def compare(
         ray_address=ray_address,
         on_result=progress_printer() if progress else None,
     )
-    summary = summarize(records)
-    files = write_comparison(records, summary, out, title=f"{suite}, {budget} samples per run")
+    summary = summarize(records, bootstrap_reps)
+    files = write_comparison(
+        records, summary, out, f"{suite}, {budget} samples per run", bootstrap_reps
+    )
     payload = {
         "suite": suite,
         "budget": budget,
@@ -132,11 +154,15 @@ def confidence_interval(values: Sequence[float], level: float = 0.95) -> tuple[f
     return mean, float(half)
 
 
-def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summarize(
+    records: Sequence[Mapping[str, Any]], bootstrap_reps: int = REPS
+) -> list[dict[str, Any]]:
     """One row per (suite, method), in first-seen order: ``seeds``, ``accuracy`` (mean),
     ``accuracy_ci`` (95% half-width), ``accuracies`` (per seed), ``route_entropy`` and
     ``modules_used`` (means, ``None`` when the method has none), ``parameters``,
-    ``seconds`` (mean training time), ``majority_rate``."""
+    ``seconds`` (mean training time), ``majority_rate``, and the normalised score's IQM and
+    mean with their bootstrap intervals (``score_iqm`` ...,
+    :func:`routing_env.experiments.aggregate.with_scores`; ``bootstrap_reps`` resamples)."""
     rows = []
     keys = dict.fromkeys((r["suite"], r["method"]) for r in records)
     for suite, method in keys:
@@ -158,15 +184,17 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "majority_rate": runs[0]["majority_rate"],
             }
         )
-    return rows
+    return with_scores(rows, records, bootstrap_reps)
 
 
 def results_table(summary: Sequence[Mapping[str, Any]]) -> str:
-    """The summary as a markdown table (accuracies in %)."""
+    """The summary as a markdown table (accuracies in %; the normalised score's IQM, see
+    :mod:`routing_env.experiments.aggregate`)."""
     lines = [
-        "| method | kind | test accuracy (%, mean ± 95% CI) | per seed | route entropy (nats) "
-        "| modules used | seconds per run |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| method | kind | test accuracy (%, mean ± 95% CI) | per seed "
+        "| normalised score IQM (95% CI) | route entropy (nats) | modules used "
+        "| seconds per run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in summary:
         accuracy = f"{100 * row['accuracy']:.2f}"
@@ -174,7 +202,7 @@ def results_table(summary: Sequence[Mapping[str, Any]]) -> str:
             accuracy += f" ± {100 * row['accuracy_ci']:.2f}"
         seeds = ", ".join(f"{100 * a:.1f}" for a in row["accuracies"])
         lines.append(
-            f"| {row['method']} | {row['kind']} | {accuracy} | {seeds} "
+            f"| {row['method']} | {row['kind']} | {accuracy} | {seeds} | {iqm_cell(row)} "
             f"| {_fmt(row['route_entropy'], 3)} | {_fmt(row['modules_used'], 1)} "
             f"| {row['seconds']:.0f} |"
         )
@@ -186,8 +214,10 @@ def write_comparison(
     summary: Sequence[Mapping[str, Any]],
     out_dir: str,
     title: str,
+    bootstrap_reps: int = REPS,
 ) -> list[str]:
-    """``results.md`` and the three figures; returns the paths written."""
+    """``results.md``, the three figures and the performance profile; returns the paths
+    written (``bootstrap_reps``: resamples of the aggregate statistics)."""
     from routing_env.experiments.plots import plot_curves, plot_routing_maps
 
     os.makedirs(out_dir, exist_ok=True)
@@ -200,6 +230,9 @@ def write_comparison(
                 f"Majority rate (each task's most frequent label): {100 * majority:.1f}%\n\n"
             )
         handle.write(results_table(summary))
+        section, profile = comparison_section(summary, records, out_dir, bootstrap_reps)
+        handle.write(section)
+    files += profile
     files.append(
         plot_curves(
             records,
@@ -252,6 +285,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/compare")
     add_grid_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder of suites read from files")
+    add_bootstrap_reps(parser)
     parser.add_argument("--module-lr", type=float, default=None)
     parser.add_argument("--module-batch-size", type=int, default=None)
     parser.add_argument("--num-modules", type=int, default=None)
@@ -294,6 +328,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         settings=settings,
         method_settings=per_method,
         data_dir=args.data_dir,
+        bootstrap_reps=args.bootstrap_reps,
     )
     print()
     print(results_table(result["summary"]))

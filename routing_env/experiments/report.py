@@ -7,7 +7,10 @@ per suite the results table and figures of ``routing-env compare``, then, for ea
 ``001`` section 4 (:data:`CLAIMS`), whether our runs support it, with the numbers. A claim
 "A beats B" is *supported* on a suite when the 95% confidence interval of the difference of
 mean test accuracies (Welch's t, over seeds) lies above zero, *contradicted* when it lies
-below, and *not resolved* otherwise.
+below, and *not resolved* otherwise. Next to these per-claim Welch intervals, REPORT.md gives
+rliable's aggregate statistics on the normalised score (:mod:`routing_env.experiments.aggregate`):
+per suite and pooled across suites the interquartile mean with its stratified bootstrap
+interval, the probability of improvement of each claim's pair, and the performance profile.
 
 Runs are measured in epochs (passes over a suite's training split) and evaluated after each,
 so that REPORT.md can give ``001`` Table 2's shape (method x epoch 1, 5, 10, 20, 50, 100, as
@@ -31,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from agents.training import jsonable
-from routing_env.experiments.arguments import HelpFormatter, plain
+from routing_env.experiments.aggregate import REPS, check_bootstrap, report_section
+from routing_env.experiments.arguments import HelpFormatter, add_bootstrap_reps, plain
 from routing_env.experiments.compare import progress_printer, summarize, write_comparison
 from routing_env.experiments.grid import add_grid_arguments, run_grid
 from routing_env.experiments.runs import RunSpec, check_methods
@@ -298,6 +302,7 @@ def report(
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
+    bootstrap_reps: int = REPS,
 ) -> dict[str, Any]:
     """Run the report's grid and write ``REPORT.md`` (and one folder of figures per suite).
 
@@ -322,9 +327,13 @@ def report(
         workers: parallel runs; ray_address: run on Ray
             (:func:`routing_env.experiments.grid.run_grid`).
         progress: print a line as each run finishes.
+        bootstrap_reps: bootstrap resamples of the aggregate statistics
+            (:mod:`routing_env.experiments.aggregate`).
 
     Returns:
-        ``{"summary", "claims", "records", "budgets", "epochs", "seconds", "path"}``; all but
+        ``{"summary", "claims", "aggregates", "records", "budgets", "epochs", "seconds",
+        "path"}`` (``aggregates``: per suite and pooled IQM rows and probabilities of
+        improvement, :func:`routing_env.experiments.aggregate.report_section`); all but
         ``path`` are also written to ``results.json``.
     """
     from routing_env.env import resolve_dataset
@@ -335,6 +344,7 @@ def report(
     seed_list = list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
     if not seed_list:
         raise ValueError(f"report needs at least one seed, got {seeds!r}")
+    check_bootstrap(bootstrap_reps)
     settings = dict(settings or {})
     out = os.fspath(out_dir)
     epochs_of = suite_epochs(suites, scale, epochs)
@@ -367,13 +377,14 @@ def report(
     tables: dict[str, str] = {}
     for suite in suites:
         mine = [r for r in records if r["suite"] == suite]
-        rows = summarize(mine)
+        rows = summarize(mine, bootstrap_reps)
         summary.extend(rows)
         figures[suite] = write_comparison(
             mine,
             rows,
             os.path.join(out, suite),
             title=f"{suite}, {epochs_of[suite]:g} epochs ({budgets[suite]:,} samples) per run",
+            bootstrap_reps=bootstrap_reps,
         )
         tables[suite] = epoch_table(
             mine,
@@ -382,6 +393,8 @@ def report(
             SEED_MNIST_MTL if suite in MNIST_LIKE else None,
         )
     claims = judge_claims(summary)
+    pairs = [(claim.better, claim.worse) for claim in CLAIMS]
+    aggregates = report_section(summary, records, pairs, out, bootstrap_reps)
     path = os.path.join(out, "REPORT.md")
     context = {
         "out": out,
@@ -393,12 +406,14 @@ def report(
         "workers": workers,
         "scale": scale,
         "settings": settings,
+        "aggregates": aggregates["markdown"],
     }
     with open(path, "w") as handle:
         handle.write(_markdown(summary, claims, figures, tables, context))
     result = {
         "summary": summary,
         "claims": claims,
+        "aggregates": {key: aggregates[key] for key in ("rows", "improvement")},
         "records": records,
         "budgets": budgets,
         "epochs": epochs_of,
@@ -473,6 +488,7 @@ def _markdown(
         "Selection entropy and modules in use of the greedy routes at the end (mean over seeds):",
         "",
         collapse_table(summary),
+        context["aggregates"],
     ]
     for suite, paths in figures.items():
         rows = [row for row in summary if row["suite"] == suite]
@@ -535,6 +551,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="001's rho for the routers (001 uses 0.3 on MNIST-MTL; default 0)",
     )
     add_grid_arguments(parser, seeds="5", points=False)
+    add_bootstrap_reps(parser)
     parser.set_defaults(run_verb=run)
 
 
@@ -554,6 +571,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ),
         workers=args.workers,
         ray_address=args.ray_address,
+        bootstrap_reps=args.bootstrap_reps,
     )
     print()
     print(claims_table(result["claims"]))
