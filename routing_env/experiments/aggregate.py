@@ -362,6 +362,7 @@ def plot_profiles(
     runs = ", ".join(f"{m} {matrix.size}" for m, matrix in matrices.items())
     axis.set_title(f"{title}\nruns: {runs}" if title else f"runs: {runs}", fontsize="small")
     figure.tight_layout()
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return os.fspath(path)
@@ -479,8 +480,9 @@ def report_section(
     level: float = LEVEL,
 ) -> dict[str, Any]:
     """The aggregate statistics of a report: per suite (from the rows of :func:`with_scores`)
-    and pooled IQM and mean, the probability of improvement of each pair ``(X, Y)``, and the
-    pooled performance profile (``performance_profiles.png`` in ``out_dir``).
+    and pooled IQM and mean, the probability of improvement of each pair ``(X, Y)``, and, with
+    several suites, the pooled performance profile (``performance_profiles.png`` in
+    ``out_dir``).
 
     Returns:
         ``{"markdown", "rows", "improvement", "files"}`` (``rows``: :func:`aggregate_rows`'s,
@@ -498,14 +500,6 @@ def report_section(
     rows = _summary_rows(summary) + pooled_rows(records, reps, seed, level)
     suites = list(dict.fromkeys(r["suite"] for r in records))
     improvement = improvement_rows(records, pairs, reps, seed, level)
-    path = plot_profiles(
-        records,
-        os.path.join(out_dir, "performance_profiles.png"),
-        title="all suites" if len(suites) > 1 else suites[0],
-        reps=reps,
-        seed=seed,
-        level=level,
-    )
     lines += [
         method_text(reps, seed, level)
         + f" `{POOLED}`: all runs of the suites together (methods that ran on every suite).",
@@ -522,13 +516,28 @@ def report_section(
         "judges whole score distributions.",
         "",
         improvement_table(improvement),
-        "Performance profile: the fraction of runs (all suites) whose normalised score exceeds "
-        "each threshold.",
-        "",
-        f"![performance_profiles.png]({os.path.basename(path)})",
-        "",
     ]
-    return {"markdown": "\n".join(lines), "rows": rows, "improvement": improvement, "files": [path]}
+    files = []
+    if len(suites) > 1:
+        # With one suite, its own section shows its profile.
+        files.append(
+            plot_profiles(
+                records,
+                os.path.join(out_dir, "performance_profiles.png"),
+                title="all suites",
+                reps=reps,
+                seed=seed,
+                level=level,
+            )
+        )
+        lines += [
+            "Performance profile: the fraction of runs (all suites) whose normalised score "
+            "exceeds each threshold.",
+            "",
+            "![performance_profiles.png](performance_profiles.png)",
+            "",
+        ]
+    return {"markdown": "\n".join(lines), "rows": rows, "improvement": improvement, "files": files}
 
 
 _ESTIMATES = ("iqm", "iqm_low", "iqm_high", "mean", "mean_low", "mean_high")

@@ -77,6 +77,7 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
         epochs=0.05,
         workers=1,
         progress=False,
+        bootstrap_reps=200,
     )
     text = (tmp_path / "REPORT.md").read_text()
     assert result["summary"][0]["seeds"] == [0, 1]
@@ -91,6 +92,23 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["records"]) == 6 and saved["budgets"] == {"synthetic-mtl": 300}
     assert saved["epochs"] == {"synthetic-mtl": 0.05}
+    # rliable's statistics next to the Welch intervals: IQM per suite, P(X > Y) of the claims.
+    assert "## Aggregate scores (rliable)" in text and "200 resamples" in text
+    assert "IQM of the normalised score (95% CI):" in text
+    assert "| method | synthetic-mtl |" in text and "| wpl | " in text
+    assert "| X | Y | synthetic-mtl |" in text
+    assert "| wpl | task-specific-all-fc | " in text and "| wpl | q | " in text
+    assert "![performance_profiles.png](synthetic-mtl/performance_profiles.png)" in text
+    assert [(r["better"], r["worse"]) for r in saved["aggregates"]["improvement"]] == [
+        ("wpl", "task-specific-all-fc"),
+        ("wpl", "q"),
+    ]
+    assert [r["method"] for r in saved["aggregates"]["rows"]] == [
+        "wpl",
+        "q",
+        "task-specific-all-fc",
+    ]
+    assert all(0 <= r["probability"] <= 1 for r in saved["aggregates"]["improvement"])
 
 
 def test_collapse_table_pairs_the_per_task_and_single_agent_routers():
