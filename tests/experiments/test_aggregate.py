@@ -15,6 +15,7 @@ from routing_env.experiments.aggregate import (
     plot_profiles,
     record_score,
     report_section,
+    score_distribution,
     score_matrices,
     wide_table,
     with_scores,
@@ -200,6 +201,16 @@ def test_summary_rows_get_the_iqm_or_none_with_one_seed():
     assert rows[0]["score_iqm"] == pytest.approx(0.4)
     assert rows[0]["score_iqm_low"] <= 0.4 <= rows[0]["score_iqm_high"]
     assert rows[1]["score_iqm"] is None and rows[1]["score_mean_high"] is None
+
+
+def test_the_score_distribution_is_rliables():
+    from rliable import library
+
+    scores = np.array([[0.1, 0.5], [0.3, 0.3], [0.9, -0.2]])
+    thresholds = np.linspace(-0.5, 1.0, 16)
+    expected = library.score_distributions(scores, thresholds)
+    assert score_distribution(scores, thresholds) == pytest.approx(expected)
+    assert score_distribution(scores, [0.3])[0] == pytest.approx(2 / 6)  # 0.5 and 0.9
 
 
 def test_profiles_and_sections_are_written(tmp_path):
