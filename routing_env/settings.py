@@ -81,6 +81,6 @@ def router_defaults(name: str) -> dict[str, Any]:
 #: 1,000, a 95% bound of five runs moves by about 4% of the interval's width from one bootstrap
 #: seed to another, and a report's statistics (4 suites, 9 methods, 5 seeds, 7 pairs) take
 #: about a CPU minute, most of it the probability of improvement (scipy's Mann-Whitney U per
-#: suite and resample; about 7 s a pair); ``benchmarks/aggregate_stats.py`` measures both. Tests pass 200; pass
-#: more (``--bootstrap-reps``) for a committed report.
+#: suite and resample; about 7 s a pair); ``benchmarks/aggregate_stats.py`` measures both.
+#: Tests pass 200; pass more (``--bootstrap-reps``) for a committed report.
 AGGREGATE_DEFAULTS: dict[str, Any] = {"reps": 1000, "seed": 0, "level": 0.95}
