@@ -4,8 +4,9 @@ Prints, for a report-shaped set of records (``--suites`` suites x ``--methods`` 
 ``--seeds`` seeds, made-up scores) and ``--reps`` bootstrap resamples, the seconds (wall and
 CPU) of each part of a report's statistics: IQM and mean per suite and method, pooled, the
 probability of improvement of one pair (per suite and pooled; a report has 7 pairs), the
-pooled performance profile. Then, for one method's 5 runs, how far the 95% bounds move between bootstrap seeds
-(standard deviation over ``--repeats`` seeds) against the interval's width.
+pooled performance profile. Then, for one method's runs on one suite, how far the 95% bounds
+move between bootstrap seeds (standard deviation over ``--repeats`` seeds) against the
+interval's width.
 
 Run: ``python benchmarks/aggregate_stats.py --reps 1000``
 """
