@@ -126,6 +126,8 @@ def test_compare_refuses_bad_bootstrap_reps_before_running(tmp_path, capsys):
 
 def test_an_interrupted_compare_does_not_redo_finished_runs(small_synthetic_npz, tmp_path):
     arguments = {"seeds": 1, "budget": 160, "out_dir": tmp_path, "workers": 1, "points": 2}
+    # Few routes in flight, so that the run checkpoints before its 160 routes are done.
+    arguments["method_settings"] = {"wpl": {"num_envs": 8}}
     first = compare(small_synthetic_npz, ["wpl", "task-specific-1-fc"], progress=False, **arguments)
     records = sorted(tmp_path.glob("runs/*/seed0/record.json"))
     assert len(records) == 2
