@@ -17,8 +17,11 @@ woken up; an op without one (``add``) does not. On a machine whose cores are bus
 work that wait is a scheduler slice, milliseconds per op. The remedy is one thread:
 ``torch.set_num_threads(1)`` or ``OMP_NUM_THREADS=1``.
 
-Run: ``python benchmarks/sb3_threads.py`` (about a minute and a half on 2 busy cores; on a shared
-machine the default-thread figures depend on the load, printed with the table).
+Run: ``python benchmarks/sb3_threads.py`` (``--rounds``, ``--seconds`` per measurement). A
+one-thread measurement takes about 6 s with its start-up. The default-thread ones take as long
+unless the cores are busy with other jobs: on 2 cores at load 8, one rollout and update of 256
+steps took 15-25 s and the whole run 7 minutes (``--rounds 1`` halves it). Their figures depend
+on the load, printed with the table.
 """
 
 from __future__ import annotations
@@ -134,7 +137,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=3.0, help="per measurement")
-    parser.add_argument("--worker", nargs=2, metavar=("ALGORITHM", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", nargs=2, metavar=("ALGORITHM", "THREADS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.worker:
         algorithm, threads = args.worker[0], int(args.worker[1]) or None
