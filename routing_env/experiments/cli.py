@@ -286,7 +286,7 @@ def _train_sb3(args: argparse.Namespace, env_id: str, env_kwargs: dict[str, Any]
         settings=settings,
         data_dir=args.data_dir,
     )
-    record = run(spec)
+    record = run(spec, torch_threads=args.torch_threads)
     os.makedirs(args.out, exist_ok=True)
     results = {
         "env": env_id if not args.dataset else args.dataset,

@@ -126,8 +126,9 @@ def check_methods(methods: list[str]) -> None:
                 ) from error
 
 
-def run(spec: RunSpec) -> dict[str, Any]:
-    """Train and evaluate ``spec``; one record (plain JSON types).
+def run(spec: RunSpec, torch_threads: int = 1) -> dict[str, Any]:
+    """Train and evaluate ``spec`` at ``torch_threads`` torch threads; one record (plain JSON
+    types).
 
     Keys: ``method``, ``kind``, ``suite``, ``seed``, ``budget``, ``test_accuracy``,
     ``per_task_accuracy``, ``route_entropy`` and ``modules_used`` (for the baselines, of their
@@ -142,6 +143,12 @@ def run(spec: RunSpec) -> dict[str, Any]:
     its end) is not run again but read, and a router run that was interrupted resumes from its
     checkpoint there: an interrupted ``compare`` or ``report`` continues instead of starting
     over.
+
+    One torch thread by default: the runs' tensors are a few dozen rows, and at more threads
+    every small ``tanh``, ``softmax`` or ``linear`` waits for a worker thread, which on a machine
+    whose cores are busy (parallel runs, other jobs) costs milliseconds per op; SB3's PPO then
+    runs about 20x slower (``benchmarks/sb3_threads.py``). ``routing-env train
+    --torch-threads`` passes its own.
     """
     import torch
 
@@ -157,7 +164,7 @@ def run(spec: RunSpec) -> dict[str, Any]:
         stale = os.path.join(spec.out_dir, "checkpoint.pt")
         if os.path.exists(stale):
             os.remove(stale)
-    torch.set_num_threads(1)
+    torch.set_num_threads(torch_threads)
     kind = method_kind(spec.method)
     dataset = resolve_dataset(spec.suite, spec.data_dir)
     trainer = {"router": _run_router, "sb3": _run_sb3, "baseline": _run_baseline}[kind]

@@ -1,8 +1,11 @@
 import json
 
 import numpy as np
+import pytest
+import torch
 
 from routing_env.datasets import load_suite
+from routing_env.experiments import runs
 from routing_env.experiments.cli import main
 
 REQUIRED = {
@@ -245,3 +248,37 @@ def test_train_resumes_from_its_checkpoint_to_the_same_results(tmp_path):
     with pytest.raises(SystemExit) as stopped:
         main(["train", "--resume", str(tmp_path / "nowhere")])
     assert stopped.value.code == 2
+
+
+@pytest.mark.parametrize(("flag", "threads"), [([], 1), (["--torch-threads", "2"], 2)])
+def test_train_runs_an_sb3_method_at_the_torch_threads_asked_for(
+    tmp_path, monkeypatch, flag, threads
+):
+    """``train --agent sb3-...`` learns at one torch thread unless ``--torch-threads`` says
+    otherwise (more threads stall on small tensors: benchmarks/sb3_threads.py)."""
+    seen = []
+
+    def learn(spec, dataset):
+        seen.append(torch.get_num_threads())
+        tasks = dataset.num_tasks
+        return {
+            "test_accuracy": 0.5,
+            "per_task_accuracy": [0.5] * tasks,
+            "route_entropy": 0.0,
+            "modules_used": 1,
+            "routing_map": [[0]] * tasks,
+            "extra_action": 1,
+            "seconds": 0.0,
+            "curve": {},
+        }
+
+    monkeypatch.setattr(runs, "_run_sb3", learn)
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        code = main(
+            ["train", "--agent", "sb3-ppo", "--episodes", "10", "--out", str(tmp_path), *flag]
+        )
+    finally:
+        torch.set_num_threads(before)
+    assert code == 0 and seen == [threads]
