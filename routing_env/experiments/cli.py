@@ -373,9 +373,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    # The verbs of their own modules run one torch thread per run (routing_env.experiments.runs).
-    torch.set_num_threads(getattr(args, "torch_threads", 1))
     try:
+        threads = getattr(args, "torch_threads", 1)
+        positive(threads, "--torch-threads")
+        # The verbs of their own modules run one torch thread per run (experiments.runs).
+        torch.set_num_threads(threads)
         if args.command == "demo":
             demo_main(episodes=args.episodes, seed=args.seed)
         elif args.command == "train":

@@ -105,6 +105,7 @@ def test_bad_arguments_and_data_end_in_one_line_with_exit_code_2(tmp_path, capsy
         ["train", "--dataset", str(tmp_path / "missing.npz"), "--episodes", "10"],
         ["train", "--episodes", "0"],
         ["train", "--agent", "dispatched-wpl", "--num-envs", "4", "--episodes", "10"],
+        ["train", "--torch-threads", "0", "--episodes", "10"],
         ["bench-nonstationarity", "--suite", "nope", "--episodes", "10"],
         ["compare", "--suite", "nope", "--methods", "wpl", "--episodes", "10", "--seeds", "1"],
     ]
