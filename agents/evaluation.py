@@ -33,8 +33,8 @@ from gymnasium.vector import VectorEnv
 
 from agents.base import Agent, Episode, route_path
 from routing_env.batch_routing import Decide, batch_routing_obstacle, route_samples
-from routing_env.metrics import evaluation_indices
 from routing_env.mdp import RoutingMDP
+from routing_env.metrics import evaluation_indices
 
 
 def run_episode(
@@ -121,7 +121,11 @@ def evaluate_router(
             routed = route_samples(env, indices, greedy_decisions(router, base))
             final = routed.final_info
             return summarize_routes(
-                final["correct"], final["loss"], final["path"], routed.returns, routed.tasks,
+                final["correct"],
+                final["loss"],
+                final["path"],
+                routed.returns,
+                routed.tasks,
                 **sizes,
             )
         routes = [run_episode(router, env, options={"sample_index": int(i)}) for i in indices]

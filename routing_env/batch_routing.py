@@ -128,8 +128,8 @@ def route_samples(env: Any, indices: np.ndarray, decide: Decide) -> RoutedSample
         flatten_observation=mdp.flatten_observation,
         mask_in_observation=mdp.mask_in_observation,
     )
+    obs, infos = envs.reset(options={"sample_index": indices})  # checks the indices
     tasks = np.asarray(mdp.dataset.split(mdp.split).task, dtype=np.int64)[indices]
-    obs, infos = envs.reset(options={"sample_index": indices})
     returns = np.zeros(count)
     running = np.ones(count, dtype=bool)
     ends: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
