@@ -138,7 +138,7 @@ def test_pass_stop_and_masked_actions_end_routes_as_one_by_one(routing, kind):
     router = kind(fixed_routes(env.network.extra_action))
     masks = np.stack([env.network.action_mask(d) for d in range(3)]).astype(bool)
     assert (router.greedy_table(10, masks) is None) == (kind is RoutesWithoutTable)
-    result = assert_same_evaluation(router, env, episodes=None)
+    result = assert_same_evaluation(router, env)
     if routing == "layered":
         # Tasks 1, 3, 4, 6, 8 and 9 take a masked action: no prediction, worst reward.
         assert result["per_task_accuracy"][1] == result["per_task_accuracy"][3] == 0.0
@@ -179,7 +179,7 @@ def test_sb3_routers():
             model.learn(128)
             router = SB3Router(model)
             assert router.masked == (algorithm is MaskablePPO)
-            assert_same_evaluation(router, test_env, episodes=120)
+            assert_same_evaluation(router, test_env, episodes=60)
 
 
 def test_table_routers_route_from_their_table(monkeypatch):
