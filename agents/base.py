@@ -285,7 +285,8 @@ class Agent:
         :meth:`act` gives that state alone, and acting draws nothing and remembers nothing
         that a later action depends on. Then a greedy evaluation may route many samples
         together and get the routes of routing them one by one. ``False`` by default: an agent
-        declares it."""
+        declares it. Stricter than :attr:`routes_in_batches`: a random router routes in
+        batches, but which action each state draws depends on the order of the draws."""
         return False
 
     def greedy_table(self, num_tasks: int, masks: np.ndarray) -> np.ndarray | None:
