@@ -1,9 +1,9 @@
 """Greedy evaluation of the DigitsMTL test split: one sample at a time against batched.
 
 For per-task WPL (tabular: routes from its greedy table) and an MLP router
-(``reinforce-approx``: one ``act_batch`` per depth), each trained briefly on the vector env (its routes are a learning
-router's, not a uniform table's), the script times one evaluation of the whole test split
-(3,590 samples, layered, 3 x 10 modules) routed one sample at a time
+(``reinforce-approx``: one ``act_batch`` per depth), each trained briefly on the vector env
+(its routes are a learning router's, not a uniform table's), the script times one evaluation
+of the whole test split (3,590 samples, layered, 3 x 10 modules) routed one sample at a time
 (``evaluate_router(..., batched=False)``, the reference) and one routed all at once (the
 default), alternating the two round by round, and prints the median times, their ratio and
 whether the results agree (accuracy, routing map exactly; mean loss within 1e-6). One torch
