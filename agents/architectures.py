@@ -102,6 +102,22 @@ class PerTask(Composite):
             actions[rows] = self._agent(int(task)).act_batch(part, masks[rows])
         return actions
 
+    def greedy_batchable(self) -> bool:
+        """Whether every sub-agent's greedy actions can be batched."""
+        return all(agent.greedy_batchable() for agent in self.agents)
+
+    def greedy_table(self, num_tasks: int, masks: np.ndarray) -> np.ndarray | None:
+        """Row ``t`` of sub-agent ``t``'s table, when every sub-agent has one."""
+        if num_tasks > len(self.agents):
+            return None
+        rows = []
+        for task in range(num_tasks):
+            table = self.agents[task].greedy_table(task + 1, masks)
+            if table is None:
+                return None
+            rows.append(table[task])
+        return np.stack(rows) if rows else np.zeros((0, len(masks)), dtype=np.int64)
+
     def learn(self, episode: Episode) -> None:
         """The episode's task's sub-agent learns it."""
         self._agent(int(episode.observations[0]["task"])).learn(episode)
@@ -161,6 +177,17 @@ class SingleAgent(Composite):
     ) -> np.ndarray | None:
         """The wrapped agent's answer, with the task hidden."""
         return self.agent.exploratory({**obs, "task": np.zeros_like(obs["task"])}, masks, actions)
+
+    def greedy_batchable(self) -> bool:
+        """Whether the wrapped agent's greedy actions can be batched."""
+        return self.agent.greedy_batchable()
+
+    def greedy_table(self, num_tasks: int, masks: np.ndarray) -> np.ndarray | None:
+        """The wrapped agent's task-0 row, for every task."""
+        table = self.agent.greedy_table(1, masks)
+        if table is None:
+            return None
+        return np.repeat(table[:1], num_tasks, axis=0)
 
     def learn(self, episode: Episode) -> None:
         """The wrapped agent learns the episode with the task hidden."""
@@ -227,6 +254,10 @@ class Dispatched(Composite):
         if self._current < 0:
             raise RuntimeError("Dispatched.act was called mid-route before the depth-0 decision")
         return self.router.act(_with_task(obs, self._current), info)
+
+    def greedy_batchable(self) -> bool:
+        """``False``: the dispatch of the route in progress is kept between :meth:`act` calls."""
+        return False
 
     def learn(self, episode: Episode) -> None:
         """Both learn from the route: the router on the virtual task, the dispatcher once."""
@@ -305,6 +336,10 @@ class OfflineDispatcher(Agent):
 
     def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         return self._assign(np.asarray(obs["activation"], dtype=np.float32))
+
+    def greedy_batchable(self) -> bool:
+        """``True``: the nearest centroid of each activation."""
+        return True
 
     def learn(self, episode: Episode) -> None:
         """Offline clusters do not learn online."""

@@ -12,6 +12,12 @@ An agent (a router) chooses actions from observations and learns from whole rout
 * ``exploratory(obs, masks, actions)``: which actions were exploratory, i.e. not greedy
   (``000`` 7.4.2), for the exploration squashing of ``RoutingEnv(squash_kappa=...)``;
   ``None`` from agents that cannot tell.
+* ``greedy_batchable()``: whether greedy ``act_batch`` gives every state the action ``act``
+  gives it alone, with no random draw and no memory between calls, so that an evaluation may
+  route many samples at once (:func:`agents.evaluation.evaluate_router`).
+* ``greedy_table(num_tasks, masks)``: the greedy action of every ``(task, depth)`` when that is
+  all it depends on (the tabular routers), so that an evaluation knows every route before
+  routing; ``None`` otherwise.
 * ``seed=``: every agent owns its random stream (``self.rng``); two agents built with different
   seeds never share draws.
 
@@ -271,6 +277,30 @@ class Agent:
         probability. Ties with the greedy action count as greedy. :func:`agents.train`
         reports it to environments that squash module updates by exploration
         (``RoutingEnv(squash_kappa=...)``, ``000`` eq. 7.4).
+        """
+        return None
+
+    def greedy_batchable(self) -> bool:
+        """Whether, in greedy mode, :meth:`act_batch` gives every state of a batch the action
+        :meth:`act` gives that state alone, and acting draws nothing and remembers nothing
+        that a later action depends on. Then a greedy evaluation may route many samples
+        together and get the routes of routing them one by one. ``False`` by default: an agent
+        declares it. Stricter than :attr:`routes_in_batches`: a random router routes in
+        batches, but which action each state draws depends on the order of the draws."""
+        return False
+
+    def greedy_table(self, num_tasks: int, masks: np.ndarray) -> np.ndarray | None:
+        """The greedy action of every decision state, when in greedy mode it depends on the
+        task and depth alone (not on the activation, earlier decisions or random draws).
+
+        Args:
+            num_tasks: the tasks to cover, ``0 .. num_tasks - 1``.
+            masks: boolean ``(max_depth, num_actions)``, the actions allowed at each depth.
+
+        Returns:
+            int64 ``(num_tasks, max_depth)``: the allowed action :meth:`act` takes in greedy
+            mode at ``(task, depth)``; ``None`` (this default) when the greedy action depends
+            on more, or when the agent cannot act in some of these states.
         """
         return None
 

@@ -52,6 +52,22 @@ class FixedRouter(Agent):
             )
         return route[depth]
 
+    def greedy_batchable(self) -> bool:
+        """``True``: the action is the task's route at the depth, nothing else."""
+        return True
+
+    def greedy_table(self, num_tasks: int, masks: np.ndarray) -> np.ndarray | None:
+        """The routes of tasks ``0 .. num_tasks - 1`` as a table, when each has an action at
+        every one of the ``len(masks)`` depths (else ``None``: a route that runs out raises
+        when acting). The actions are taken as they are, allowed or not."""
+        depth_count = len(masks)
+        routes = [self.routes.get(task, ()) for task in range(num_tasks)]
+        if any(len(route) < depth_count for route in routes):
+            return None
+        return np.array([route[:depth_count] for route in routes], dtype=np.int64).reshape(
+            num_tasks, depth_count
+        )
+
     def learn(self, episode: Episode) -> None:
         """Fixed routes do not learn."""
 

@@ -296,6 +296,11 @@ class ApproxAgent(Agent):
                 probs = self.behaviour(states, allowed).double()
         return probs.cpu().numpy()
 
+    def greedy_batchable(self) -> bool:
+        """``True``: the greedy action is the allowed argmax of each state's own scores, with no
+        random draw (:meth:`act_batch`)."""
+        return True
+
     def exploratory(
         self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
     ) -> np.ndarray:

@@ -30,6 +30,7 @@ from agents.factory import make_agent
 from agents.run_checkpoint import resume_run, save_run
 from agents.tabular import TabularAgent
 from agents.training import write_results
+from routing_env.batch_routing import batch_routing_obstacle, observation_rows, route_samples
 from routing_env.metrics import evaluation_indices
 
 __all__ = [
@@ -201,7 +202,10 @@ def _mean_loss(infos: Sequence[Mapping[str, Any]]) -> float:
 
 
 def evaluate_multiagent(
-    policies: Mapping[str, Agent], env: Any, rounds: int | None = None
+    policies: Mapping[str, Agent],
+    env: Any,
+    rounds: int | None = None,
+    batched: bool = True,
 ) -> dict[str, Any]:
     """Greedy evaluation of every agent on its own task's samples of ``env``.
 
@@ -211,6 +215,15 @@ def evaluate_multiagent(
     samples than rounds repeats its last one and the repeats are not counted. Use a game that
     does not train its modules (``split="test"``, or ``train_modules=False``) to measure
     without changing the network.
+
+    Without module training the agents do not interact, so the rounds need not be played one
+    by one: with ``batched`` (the default) every sample is routed at once
+    (:func:`routing_env.batch_routing.route_samples`, one greedy ``act_batch`` per agent and
+    depth) when ``env`` is the parallel game itself (or the AEC game of
+    ``routing_game_v0.env``), the game allows it
+    (:func:`~routing_env.batch_routing.batch_routing_obstacle`) and every agent declares its
+    greedy actions batchable (:meth:`~agents.base.Agent.greedy_batchable`); the results are
+    those of playing the rounds (``batched=False``), up to float rounding in the losses.
 
     Returns the keys of :func:`agents.evaluation.route_statistics` over all counted routes
     (``accuracy``, ``per_task_accuracy``, ``route_entropy``, ``modules_used``,
@@ -226,13 +239,22 @@ def evaluate_multiagent(
         count = samples.size if rounds is None else min(int(rounds), samples.size)
         selected[agent] = samples[evaluation_indices(samples.size, count)]
     total = max(len(indices) for indices in selected.values())
+    together = (
+        batched
+        and total > 0
+        and _parallel(env) is game
+        and batch_routing_obstacle(game) is None
+        and all(policy.greedy_batchable() for policy in policies.values())
+    )
     infos: dict[str, list] = {agent: [] for agent in game.possible_agents}
     returns: dict[str, list] = {agent: [] for agent in game.possible_agents}
     was_greedy = {agent: policy.greedy for agent, policy in policies.items()}
     for policy in policies.values():
         policy.greedy = True
     try:
-        for k in range(total):
+        if together:
+            infos, returns = _route_together(policies, game, selected)
+        for k in range(0 if together else total):
             chosen = {a: int(ix[min(k, len(ix) - 1)]) for a, ix in selected.items()}
             episodes = run_round(policies, game, options={"sample_indices": chosen})
             for agent, episode in episodes.items():
@@ -268,6 +290,42 @@ def evaluate_multiagent(
         recurrent=network.routing == "recurrent",
     ).tolist()
     return result
+
+
+def _route_together(
+    policies: Mapping[str, Agent], game: Any, selected: Mapping[str, np.ndarray]
+) -> tuple[dict[str, list], dict[str, list]]:
+    """Every agent's evaluation samples routed at once: per agent, the routes' final infos
+    (``correct``, ``loss``, ``path``) and returns, in the order of its samples."""
+    agents = list(game.possible_agents)
+    by_task = {game.agent_task[agent]: policies[agent] for agent in agents}
+
+    def decide(obs: Any, masks: np.ndarray, tasks: np.ndarray, depth: int) -> np.ndarray:
+        actions = np.empty(len(tasks), dtype=np.int64)
+        for task in np.unique(tasks).tolist():
+            rows = np.flatnonzero(tasks == task)
+            actions[rows] = by_task[task].act_batch(observation_rows(obs, rows), masks[rows])
+        return actions
+
+    routed = route_samples(game, np.concatenate([selected[a] for a in agents]), decide)
+    final = routed.final_info
+    infos: dict[str, list] = {}
+    returns: dict[str, list] = {}
+    start = 0
+    for agent in agents:
+        rows = slice(start, start + len(selected[agent]))
+        start = rows.stop
+        infos[agent] = [
+            {"correct": correct, "loss": loss, "path": path}
+            for correct, loss, path in zip(
+                final["correct"][rows].tolist(),
+                final["loss"][rows].tolist(),
+                final["path"][rows],
+                strict=True,
+            )
+        ]
+        returns[agent] = routed.returns[rows].tolist()
+    return infos, returns
 
 
 # ---------------------------------------------------------------------- training

@@ -88,6 +88,11 @@ class SB3Router(Agent):
         actions, _ = self.model.predict(dict(obs), deterministic=self.greedy, **kwargs)
         return np.asarray(actions, dtype=np.int64).reshape(len(masks))
 
+    def greedy_batchable(self) -> bool:
+        """``True``: greedy mode is ``predict(deterministic=True)``, one row per state, with no
+        state carried between calls."""
+        return True
+
     def learn(self, episode: Episode) -> None:
         """Not supported: train the model with ``model.learn(total_timesteps)``."""
         raise TypeError(_LEARN_WITH_SB3)

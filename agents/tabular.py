@@ -110,6 +110,29 @@ class TabularAgent(Agent):
             return np.argmax(np.where(masks, scores, -np.inf), axis=1)
         return sample(self.rng, self.behaviour(tasks, depths, masks))
 
+    def greedy_batchable(self) -> bool:
+        """``True``: greedy actions are table look-ups, one state at a time or in a batch."""
+        return True
+
+    def greedy_table(self, num_tasks: int, masks: np.ndarray) -> np.ndarray | None:
+        """The action greedy :meth:`act_batch` takes at every ``(task, depth)``: the largest
+        allowed :meth:`greedy_scores` entry, the lowest index on ties.
+
+        :param num_tasks: the tasks to cover.
+        :param masks: boolean allowed actions per depth, shape ``(max_depth, num_actions)``.
+        :return: int64 actions, shape ``(num_tasks, max_depth)``; ``None`` when the tables do
+            not cover those states (acting there raises).
+        """
+        masks = np.asarray(masks, dtype=bool)
+        depth_count = len(masks)
+        if num_tasks > self.num_tasks or depth_count > self.max_depth:
+            return None
+        tasks = np.repeat(np.arange(num_tasks), depth_count)
+        depths = np.tile(np.arange(depth_count), num_tasks)
+        allowed = as_masks(masks[depths])
+        scores = np.where(allowed, self.greedy_scores(tasks, depths), -np.inf)
+        return np.argmax(scores, axis=1).reshape(num_tasks, depth_count)
+
     def exploratory(
         self, obs: Mapping[str, np.ndarray], masks: np.ndarray, actions: np.ndarray
     ) -> np.ndarray | None:

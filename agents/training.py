@@ -82,11 +82,13 @@ def as_router(agent: Agent | Any) -> Agent:
     return SB3Router(agent)
 
 
-def evaluate(agent: Agent | Any, env: Any, episodes: int | None = None) -> dict[str, Any]:
+def evaluate(
+    agent: Agent | Any, env: Any, episodes: int | None = None, batched: bool = True
+) -> dict[str, Any]:
     """:func:`~agents.evaluation.evaluate_router` of ``agent``, a router or a
     Stable-Baselines3 model (wrapped in :class:`agents.sb3.SB3Router`: its deterministic
-    policy, masked for ``MaskablePPO``)."""
-    return evaluate_router(as_router(agent), env, episodes)
+    policy, masked for ``MaskablePPO``); ``batched=False`` routes the samples one by one."""
+    return evaluate_router(as_router(agent), env, episodes, batched=batched)
 
 
 def train(
@@ -332,7 +334,7 @@ def _check_vector_training(agent: Agent, eval_env: Any) -> None:
     if isinstance(eval_env, VectorEnv):
         raise TypeError(
             "eval_env must be a single-sample env (e.g. RoutingEnv(split='test', "
-            "network=env.unwrapped.network)); evaluation routes the test split one by one"
+            "network=env.unwrapped.network)); evaluation batches its samples itself"
         )
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from routing_env.batch_routing import batch_routing_obstacle, route_samples
 from routing_env.env import RoutingEnv
 from routing_env.network import RoutedNetwork
 
@@ -123,6 +124,13 @@ class ReturnDriftProbe:
     the modules did.
     The return drift of DESIGN 6 is ``value(snapshot)`` now minus its value when taken.
 
+    A greedy measurement routes the evaluation samples all at once
+    (:func:`~routing_env.batch_routing.route_samples`, one ``act_batch`` per depth) when the
+    policy declares its greedy actions batchable (``greedy_batchable()``, as
+    :class:`agents.base.Agent` has it) and ``eval_env`` allows it
+    (:func:`~routing_env.batch_routing.batch_routing_obstacle`): the same routes and returns as
+    routing them one by one.
+
     A policy that cannot be deep-copied provides ``frozen_copy()`` (:class:`agents.sb3.SB3Router`
     copies its SB3 policy network); non-greedy measurements of an SB3 policy draw from torch's
     global generator and are not reproducible, so keep ``greedy=True`` for SB3.
@@ -168,8 +176,25 @@ class ReturnDriftProbe:
             network.eval()
         policy = copy.deepcopy(snapshot)
         policy.greedy = self.greedy
+        if self._batchable(policy):
+            routed = route_samples(
+                self.eval_env,
+                self.indices,
+                lambda obs, masks, tasks, depth: policy.act_batch(obs, masks),
+            )
+            return float(np.mean(routed.returns))
         returns = [self._route(policy, int(index)) for index in self.indices]
         return float(np.mean(returns))
+
+    def _batchable(self, policy: Any) -> bool:
+        """Whether :meth:`value` may route the samples of ``policy`` all at once."""
+        declared = getattr(policy, "greedy_batchable", None)
+        return (
+            self.greedy
+            and callable(declared)
+            and bool(declared())
+            and batch_routing_obstacle(self.eval_env) is None
+        )
 
     def _route(self, policy: Any, index: int) -> float:
         """The return of routing split sample ``index`` with ``policy``."""

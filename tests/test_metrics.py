@@ -65,6 +65,38 @@ def test_snapshot_value_is_reproducible_and_leaves_the_agent_alone():
     assert snapshot.rng.bit_generator.state == rng_state
 
 
+class OneByOne:
+    """A policy that acts one state at a time only (no ``greedy_batchable``)."""
+
+    def __init__(self, agent):
+        self.agent = agent
+
+    @property
+    def greedy(self):
+        return self.agent.greedy
+
+    @greedy.setter
+    def greedy(self, value):
+        self.agent.greedy = value
+
+    def act(self, obs, info):
+        return self.agent.act(obs, info)
+
+
+@pytest.mark.parametrize("name", ["wpl", "actor-critic"])
+def test_batched_snapshot_value_equals_routing_one_by_one(name, monkeypatch):
+    env = synthetic_env(collaboration_reward=0.4)
+    test = RoutingEnv(env.dataset, split="test", network=env.network, collaboration_reward=0.4)
+    agent = make_agent(name, env, seed=0)
+    for _ in range(300):
+        agent.learn(run_episode(agent, env))
+    probe = ReturnDriftProbe(test, episodes=70)
+    one_by_one = probe.value(OneByOne(agent))
+    monkeypatch.setattr(ReturnDriftProbe, "_route", None)  # the batched value routes nothing
+    assert probe.value(probe.snapshot(agent)) == one_by_one
+    assert one_by_one != evaluate(agent, test, 70)["accuracy"] * 2 - 1  # collaboration paid
+
+
 def test_probe_refuses_an_eval_env_that_trains():
     env = synthetic_env()
     with pytest.raises(ValueError, match="train_modules=True"):

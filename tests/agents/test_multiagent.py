@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.fixed import FixedRouter
+import agents.multiagent
+from agents.fixed import FixedRouter, RandomRouter
 from agents.multiagent import (
     evaluate_multiagent,
     make_population,
@@ -167,6 +168,48 @@ def test_evaluate_multiagent_is_greedy_repeatable_and_leaves_the_network_alone()
     assert everything["episodes"] == len(test.dataset.test.task)
     with pytest.raises(ValueError, match="one agent per router"):
         evaluate_multiagent({"router_0": population["router_0"]}, test)
+
+
+@pytest.mark.parametrize("routing", ["layered", "recurrent"])
+def test_batched_evaluation_equals_playing_the_rounds(routing, monkeypatch):
+    game = routing_game_v0.parallel_env(routing=routing, collaboration_reward=0.3)
+    test = routing_game_v0.parallel_env(
+        split="test", network=game.network, collaboration_reward=0.3
+    )
+    population = make_population(["wpl"] * 5 + ["q-approx"] * 5, game, seed=1)
+    train_multiagent(population, game, episodes=40, seed=1, progress=False)
+    reference = evaluate_multiagent(population, test, rounds=30, batched=False)
+    played = []
+    monkeypatch.setattr(agents.multiagent, "run_round", lambda *a, **k: played.append(1))
+    batched = evaluate_multiagent(population, test, rounds=30)
+    assert not played  # no round was played
+    assert batched.keys() == reference.keys()
+    for key in ("accuracy", "per_task_accuracy", "route_entropy", "modules_used", "routing_map",
+                "episodes", "per_agent_accuracy", "greedy_paths", "path_overlap"):  # fmt: skip
+        assert batched[key] == reference[key], key
+    for key in ("mean_reward", "mean_loss"):
+        assert batched[key] == pytest.approx(reference[key], rel=1e-6)
+    for key in ("per_agent_reward", "per_agent_loss"):
+        assert batched[key] == pytest.approx(reference[key], rel=1e-6)
+    # The AEC form is batched as well.
+    assert evaluate_multiagent(population, routing_game_v0.env(
+        split="test", network=game.network, collaboration_reward=0.3), rounds=30) == batched
+
+
+def test_evaluation_plays_the_rounds_where_batching_would_differ(monkeypatch):
+    game, test = games()
+    population = make_population("wpl", game, seed=0)
+    training = routing_game_v0.parallel_env(split="test", network=game.network, train_modules=True)
+    mixed = {**population, "router_3": RandomRouter(seed=0)}
+    played = []
+    original = agents.multiagent.run_round
+    monkeypatch.setattr(
+        agents.multiagent, "run_round", lambda *a, **k: played.append(1) or original(*a, **k)
+    )
+    for policies, env in ((population, training), (mixed, test)):
+        played.clear()
+        evaluate_multiagent(policies, env, rounds=3)
+        assert len(played) == 3
 
 
 def test_path_overlap_counts_shared_modules():
