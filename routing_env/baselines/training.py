@@ -28,6 +28,7 @@ from routing_env.baselines.base import BaselineModel, model_shapes
 from routing_env.baselines.registry import make_baseline
 from routing_env.datasets import MultiTaskDataset
 from routing_env.env import resolve_dataset
+from routing_env.schedules import annealed_lr
 
 OptimizerFactory = Callable[[list[torch.nn.Parameter], float], torch.optim.Optimizer]
 
@@ -139,6 +140,7 @@ def train_baseline(
     num_modules: int = 10,
     max_depth: int = 3,
     eval_every: int | None = None,
+    lr_anneal_every: int | None = None,
     device: str | torch.device = "cpu",
     progress: bool = False,
     **model_options: Any,
@@ -170,6 +172,9 @@ def train_baseline(
         eval_every: samples between test evaluations (default ``samples // 10``, at least 1);
             the test split is also evaluated at the end. An evaluation falls after the first
             optimizer step that reaches its sample count.
+        lr_anneal_every: divide the learning rate by 10 every this many training samples
+            (``001`` section 4: "annealed by dividing by 10 every 20 epochs"), as the routed
+            network's ``module_lr_anneal_every``; ``None`` keeps it constant.
         device: torch device of the model and data.
         progress: show a progress bar.
         **model_options: options of the model (see ``make_baseline``).
@@ -192,8 +197,9 @@ def train_baseline(
     for label, value in (("samples", samples), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
-    if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
-        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
+    for label, value in (("eval_every", eval_every), ("lr_anneal_every", lr_anneal_every)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
     if not lr > 0:
         raise ValueError(f"lr must be positive, got {lr!r}")
     data = resolve_dataset(dataset)
@@ -261,6 +267,9 @@ def train_baseline(
                 )
             optimizer_instance.zero_grad(set_to_none=True)
             loss.backward()
+            if lr_anneal_every is not None:
+                for group in optimizer_instance.param_groups:
+                    group["lr"] = annealed_lr(lr, seen, lr_anneal_every)
             optimizer_instance.step()
             hits.append((output.logits.detach().argmax(dim=1) == labels).cpu())
             losses.extend([value] * len(index))

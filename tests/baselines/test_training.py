@@ -107,3 +107,24 @@ def test_task_specific_all_fc_beats_the_majority_rate_on_digits_mtl():
     history = train_baseline("task-specific-all-fc", data, 8000, seed=0, eval_every=4000)
     assert history["final"]["test_accuracy"] > majority + 0.04
     assert history["test_accuracy"][-1] >= history["test_accuracy"][0] - 0.01
+
+
+def test_the_learning_rate_is_divided_by_ten_every_lr_anneal_every_samples(small_dataset):
+    steps = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):
+            steps.append(self.param_groups[0]["lr"])
+            return super().step(closure)
+
+    def recording(parameters, lr):
+        return Recording(parameters, lr=lr)
+
+    args = {"batch_size": 16, "lr": 0.3, "optimizer": recording, **SMALL}
+    train_baseline("task-specific-1-fc", small_dataset, 80, lr_anneal_every=32, **args)
+    assert steps == pytest.approx([0.3, 0.3, 0.03, 0.03, 0.003])
+    steps.clear()
+    train_baseline("task-specific-1-fc", small_dataset, 48, **args)
+    assert steps == [0.3, 0.3, 0.3]
+    with pytest.raises(ValueError, match="lr_anneal_every must be a positive integer"):
+        train_baseline("cross-stitch", small_dataset, 10, lr_anneal_every=0)
