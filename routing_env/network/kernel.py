@@ -25,6 +25,7 @@ pass out, without autograd).
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -71,6 +72,19 @@ class Product(NamedTuple):
     source_shape: torch.Size | None
 
 
+class RowStack(NamedTuple):
+    """A bank's stacks as the per-row kernel reads them: the stacked weight ``(n, in, out)``,
+    the stacked bias viewed as ``(n, 1, out)``, and per slot ``(n, 1, 1)`` the floor of the
+    ReLU (``0``; ``-inf`` at the identity slot, which skips it; ``None`` without ReLU or
+    identity slot) and the factor of the slot's step (``1``; ``0`` at the identity slot, which
+    stays ``I``; ``None`` without identity slot)."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    floor: torch.Tensor | None
+    keep: torch.Tensor | None
+
+
 class GroupedBanks:
     """Banks of same-shaped linears computed together, each stored as one stacked tensor.
 
@@ -89,7 +103,8 @@ class GroupedBanks:
         self.banks = banks
         self.relu = relu
         self.identity = identity
-        self._stacks: list[tuple[torch.Tensor, torch.Tensor, list[int]] | None] = [
+        # Per bank: weight, bias, the parameters' data pointers, what the per-row kernel reads.
+        self._stacks: list[tuple[torch.Tensor, torch.Tensor, list[int], RowStack] | None] = [
             None for _ in banks
         ]
         self._layouts: dict[tuple[int, bytes], GroupLayout] = {}
@@ -129,7 +144,14 @@ class GroupedBanks:
             for index, linear in enumerate(linears):
                 linear.weight.data = weight[index].t()
                 linear.bias.data = bias[index]
-        self._stacks[bank] = (weight, bias, _data_pointers(linears))
+            rows = RowStack(weight, bias.unsqueeze(1), None, None)
+            if self.identity[bank]:
+                keep = torch.ones_like(bias[:, :1, None])
+                keep[-1] = 0.0
+                floor = torch.zeros_like(keep)
+                floor[-1] = -math.inf
+                rows = rows._replace(floor=floor if self.relu[bank] else None, keep=keep)
+        self._stacks[bank] = (weight, bias, _data_pointers(linears), rows)
         self._views = None
         return weight, bias
 
@@ -139,6 +161,15 @@ class GroupedBanks:
         if stack is None or _data_pointers(self.banks[bank]) != stack[2]:
             return self.bind(bank)
         return stack[0], stack[1]
+
+    def row_stack(self, bank: int) -> RowStack:
+        """Bank ``bank``'s stacks as the per-row kernel (:mod:`routing_env.network.rows`)
+        reads them."""
+        stack = self._stacks[bank]
+        if stack is None or _data_pointers(self.banks[bank]) != stack[2]:
+            self.bind(bank)
+            stack = self._stacks[bank]
+        return stack[3]
 
     def is_current(self, record: Leaf | Product, stamp: tuple[int, int]) -> bool:
         """Whether the stack ``record`` read is still its bank's, unchanged since ``stamp``
@@ -539,8 +570,9 @@ def host_indices(values: torch.Tensor | np.ndarray) -> np.ndarray:
     """Integer indices as a NumPy ``int64`` array (one device-to-host copy for a tensor): the
     grouping is computed on the host."""
     if isinstance(values, torch.Tensor):
-        values = values.detach().cpu().numpy()
-    values = np.asarray(values)
+        values = values.numpy(force=True)
+    elif not isinstance(values, np.ndarray):
+        values = np.asarray(values)
     if values.dtype != np.int64:
         values = values.astype(np.int64)
     return values

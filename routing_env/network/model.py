@@ -45,6 +45,7 @@ from torch.nn import functional as F
 
 from routing_env.network.graph import RouteGraph
 from routing_env.network.kernel import GroupedBanks, Leaf, host_indices
+from routing_env.network.rows import RowPlan
 from routing_env.network.trainer import ModuleTrainer, OptimizerFactory
 from routing_env.trunks import IdentityTrunk, build_trunk
 
@@ -146,6 +147,10 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
         self._action_masks = self._build_action_masks()
         self.reset_parameters(seed)
         self._kernel = self._build_kernel()
+        # Layered routes of small batches as stack rows (the per-row kernel of the update).
+        self._row_plan = (
+            RowPlan(self._kernel, list(range(self.max_depth))) if routing == "layered" else None
+        )
         in_banks = {
             id(p) for linears in self._kernel.banks for m in linears for p in m.parameters()
         }

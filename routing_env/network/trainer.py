@@ -17,7 +17,10 @@ the reference computed one of three ways:
   depth from the last the ReLU mask, the input gradient, and the step on the stacked weights
   fused into the batched product that computes the weight gradient
   (:func:`~routing_env.network.kernel.backward_step`). On batches of a few hundred routes,
-  recording an autograd graph and running its engine cost more than the products;
+  recording an autograd graph and running its engine cost more than the products. Small
+  batches (the default module batch of 16 routes) take the per-row kernel instead
+  (:mod:`routing_env.network.rows`: each row reads its own module's weights, no grouping),
+  the same arithmetic without the grouping's fixed costs;
 * **autograd on stack leaves** elsewhere: the weights each batched product read are detached
   leaves (:class:`~routing_env.network.kernel.Leaf`); under plain SGD their gradients step the
   stacks directly, else they are handed to the routed members' parameters and the optimizer
@@ -42,8 +45,10 @@ from torch import nn
 from torch.optim import optimizer as optimizer_module
 from torch.utils.hooks import RemovableHandle
 
+from routing_env.network import rows
 from routing_env.network.graph import RouteGraph
 from routing_env.network.kernel import GroupLayout, Leaf, Product, backward_step, host_indices
+from routing_env.network.rows import RowProduct
 
 if TYPE_CHECKING:
     from routing_env.network.model import RoutedNetwork
@@ -300,6 +305,13 @@ class ModuleTrainer:
         """
         routes_host = host_indices(routes)
         lr = self._by_hand_lr()
+        if lr is not None and rows.serves(len(routes_host)):
+            members = self._row_plan.members(routes_host)
+            if members is not None:
+                row_tape: list[RowProduct] = []
+                with torch.no_grad():
+                    outputs = rows.chain(self._row_plan, self.embed(x), members, row_tape)
+                return self._step_by_hand(outputs, None, y, row_tape, lr, weights)
         steps = None if lr is None else self._route_steps(routes_host)
         if steps is not None:
             tape: list[Product] = []
@@ -424,42 +436,65 @@ class ModuleTrainer:
 
     def _step_by_hand(
         self,
-        padded: torch.Tensor,
-        layout: GroupLayout,
+        last: torch.Tensor,
+        layout: GroupLayout | None,
         y: torch.Tensor,
-        tape: list[Product],
+        tape: list[Product] | list[RowProduct],
         lr: float,
         weights: torch.Tensor | None = None,
     ) -> float:
         """The plain-SGD module update of a chain computed without autograd (its ``tape``),
-        ending in the padded batch ``padded`` of ``layout``.
+        ending in ``last``: the padded batch of ``layout`` for the grouped kernel's
+        :class:`~routing_env.network.kernel.Product` tape, the outputs in batch order
+        (``layout`` ``None``) for the per-row kernel's
+        :class:`~routing_env.network.rows.RowProduct` tape.
 
         The backward pass is written out: the mean loss's gradient with respect to the outputs
         (cross-entropy: ``(softmax - one_hot) / n``; mean squared error:
         ``2 (outputs - y) / (n * outputs)``; each row times its route's weight when
         ``weights`` are given, the gradient of :meth:`update`'s weighted mean), then the
-        routed layers depth by depth from the last (:func:`backward_step`), each depth's step
-        ``W -= lr * x^T g`` fused into the product that computes its gradient. It spares the
-        autograd graph's recording and its engine, which cost more than the products on
-        batches of this size.
+        routed layers depth by depth from the last (:func:`backward_step`,
+        :func:`routing_env.network.rows.backward`), each depth's step ``W -= lr * x^T g``
+        fused into the product that computes its gradient. It spares the autograd graph's
+        recording and its engine, which cost more than the products on batches of this size.
         """
         with torch.no_grad():
-            slots = layout.tensor("slots", padded.device)
-            outputs = padded.index_select(0, slots)
-            value = self._finite_loss(_weighted_mean(self.per_sample_loss(outputs, y), weights))
-            if self.task_type == "classification":
-                grad = torch.softmax(outputs, 1)
-                grad.scatter_add_(1, y.view(-1, 1), grad.new_full((len(grad), 1), -1.0))
-                grad.div_(len(grad))
+            if layout is None:
+                value, grad, scale = self._output_gradient(last, y, weights)
+                rows.backward(tape, grad, lr * scale)
             else:
-                grad = (outputs - y.reshape(outputs.shape)).mul_(2.0 / outputs.numel())
-            if weights is not None:
-                grad.mul_(weights.view(-1, 1))
-            grad = torch.zeros_like(padded).index_copy_(0, slots, grad)
-            for product in reversed(tape):
-                grad = backward_step(product, grad, lr)
+                slots = layout.tensor("slots", last.device)
+                outputs = last.index_select(0, slots)
+                value, grad, scale = self._output_gradient(outputs, y, weights)
+                grad = torch.zeros_like(last).index_copy_(0, slots, grad)
+                for product in reversed(tape):
+                    grad = backward_step(product, grad, lr * scale)
         self._updated()
         return value
+
+    def _output_gradient(
+        self, outputs: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None
+    ) -> tuple[float, torch.Tensor, float]:
+        """The mean loss of ``outputs`` (``FloatingPointError`` unless finite), and its
+        gradient with respect to them as ``scale * grad`` (see :meth:`_step_by_hand`): the
+        backward pass is linear in ``grad``, so the steps take ``scale`` into their learning
+        rate instead of a pass over ``grad``. Under ``no_grad``."""
+        if self.task_type == "classification":
+            # Cross-entropy as `per_sample_loss` computes it: minus log_softmax at the label.
+            log_p = torch.log_softmax(outputs, 1)
+            labels = y.view(-1, 1)
+            picked = log_p.gather(1, labels)
+            mean = picked.mean() if weights is None else (picked.view(-1) * weights).mean()
+            value = self._finite_loss(-mean.item())
+            grad = log_p.exp_().scatter_(1, labels, -1.0, reduce="add")
+            scale = 1.0 / len(outputs)
+        else:
+            value = self._finite_loss(_weighted_mean(self.per_sample_loss(outputs, y), weights))
+            grad = outputs - y.reshape(outputs.shape)
+            scale = 2.0 / outputs.numel()
+        if weights is not None:
+            grad.mul_(weights.view(-1, 1))
+        return value, grad, scale
 
     # ------------------------------------------------------------------ conditions, hooks
 
@@ -490,9 +525,9 @@ class ModuleTrainer:
         is trained."""
         return any(p.requires_grad for p in self._outside_banks)
 
-    def _finite_loss(self, loss: torch.Tensor) -> float:
+    def _finite_loss(self, loss: torch.Tensor | float) -> float:
         """The loss as a number; ``FloatingPointError`` if it is not finite."""
-        value = loss.item()
+        value = loss if isinstance(loss, float) else loss.item()
         if not math.isfinite(value):
             raise FloatingPointError(
                 f"module loss is {value} at update {self.num_updates + 1}; "

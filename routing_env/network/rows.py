@@ -1,0 +1,183 @@
+"""The per-row kernel: a small batch through its modules row by row, and its update by hand.
+
+The grouped kernel (:mod:`routing_env.network.kernel`) sorts a batch into groups by module and
+multiplies padded chunks; its fixed costs (the grouping on the host, the gathers into and out
+of padded order, a few dozen small operations per depth) are paid once per product however
+few the rows. On the batch of a module update at the default ``module_batch_size`` (16
+routes) they are most of the update. Here every row reads its own module's weights instead:
+``W.index_select(0, index)`` gives a ``(rows, in, out)`` stack and one ``baddbmm`` multiplies
+each row by its module, in batch order, without grouping. The backward pass of the update is
+written out on the same rows (:func:`backward`): the input gradient through the gathered
+weights, and the plain-SGD step ``W -= lr * x^T g`` as one ``index_add_`` of the rows' outer
+products into the stacked weights (rows of one module add up there, as the grouped product's
+sum over a chunk does).
+
+The identity slot of a square bank (PASS and ended routes, ``-1``) is a stack row like the
+others (``x @ I + 0`` is ``x``); at a depth where some row takes it, the rows skip the ReLU
+through a per-row floor of ``-inf`` instead of ``0``, and their outer products are scaled by
+``0`` in the step, so the slot stays ``I`` (:class:`~routing_env.network.kernel.RowStack`).
+
+The gathered weights grow with ``rows * in * out``, the grouping's costs do not: the per-row
+kernel serves batches of at most :data:`MAX_ROWS` rows (:func:`serves`). The module update and
+the routing pass recorded for it (:class:`~routing_env.network.graph.RouteGraph`) choose the
+kernel by the batch size alone, so their numbers agree bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from routing_env.network.kernel import GroupedBanks, RowStack
+
+#: The largest batch the per-row kernel serves. ``benchmarks/module_update.py`` measures both
+#: kernels by batch size on DigitsMTL's network.
+MAX_ROWS = 32
+
+
+def serves(rows: int) -> bool:
+    """Whether a batch of ``rows`` rows goes through the per-row kernel."""
+    return 0 < rows <= MAX_ROWS
+
+
+class RowProduct(NamedTuple):
+    """One depth computed row by row, kept for :func:`backward`: the bank's
+    :class:`~routing_env.network.kernel.RowStack` and index, each row's stack row ``index``,
+    the gathered weights ``(rows, in, out)``, the inputs ``(rows, 1, in)``, the outputs
+    ``(rows, 1, out)`` after ReLU (``None`` without ReLU), whether some row took the identity
+    slot, and whether the input needs a gradient (not at a chain's first depth)."""
+
+    stack: RowStack
+    bank: int
+    index: torch.Tensor
+    weight: torch.Tensor
+    inputs: torch.Tensor
+    activations: torch.Tensor | None
+    identity: bool
+    input_grad: bool
+
+    # The graph that records a routing pass stamps its records with their stacks' versions.
+    @property
+    def stack_weight(self) -> torch.Tensor:
+        """The stacked weight this depth read."""
+        return self.stack.weight
+
+    @property
+    def stack_bias(self) -> torch.Tensor:
+        """The stacked bias this depth read (viewed ``(n, 1, out)``)."""
+        return self.stack.bias
+
+
+class RowPlan:
+    """Layered routes as stack rows: depth ``d`` in bank ``banks[d]`` of ``kernel``.
+
+    Args:
+        kernel: the grouped kernel whose stacks the rows read.
+        banks: the bank of each depth.
+    """
+
+    def __init__(self, kernel: GroupedBanks, banks: list[int]) -> None:
+        self.kernel = kernel
+        self.banks = banks
+        counts = [len(kernel.banks[bank]) for bank in banks]
+        square = [kernel.identity[bank] for bank in banks]
+        # _table[d, a + 1]: the stack row of action a (-1 .. the largest count) at depth d, or
+        # -1 where it has none (PASS and -1 at a bank without the identity slot).
+        width = max(counts) + 2
+        self._table = np.full((len(banks), width), -1, dtype=np.int64)
+        for depth, (count, identity) in enumerate(zip(counts, square, strict=True)):
+            self._table[depth, 1 : count + 1] = np.arange(count)
+            if identity:
+                self._table[depth, [0, count + 1]] = count
+        self._offsets = (np.arange(len(banks)) * width + 1)[:, None]
+        self._largest = width - 2
+        # Per depth, the identity slot's index (-1 where there is none): the largest stack row.
+        self._identity_slots = np.array(
+            [count if identity else -1 for count, identity in zip(counts, square, strict=True)]
+        )
+
+    def members(self, routes: np.ndarray) -> np.ndarray | None:
+        """Each row's stack row at every depth of ``routes`` (``(rows, depth)``, padded with
+        ``-1``), as a contiguous ``(depth, rows)`` array: its module, or the identity slot for
+        PASS and ``-1``; ``None`` when some row has none there (what
+        :meth:`GroupedBanks.groups` decides, for all depths at once)."""
+        if routes.min() < -1 or routes.max() > self._largest:
+            return None
+        members = self._table.take(routes.T + self._offsets)
+        if members.min() < 0:
+            return None
+        return members
+
+    def identity_depths(self, members: np.ndarray) -> np.ndarray:
+        """Per depth, whether some row of ``members`` takes the identity slot."""
+        return members.max(1) == self._identity_slots
+
+
+def product(
+    stack: RowStack,
+    bank: int,
+    relu: bool,
+    h: torch.Tensor,
+    index: torch.Tensor,
+    identity: bool,
+    tape: list[RowProduct],
+) -> torch.Tensor:
+    """Row ``i`` of ``h`` (``(rows, 1, in)``) through stack row ``index[i]`` of ``stack`` (bank
+    ``bank``) and its ReLU (none for the identity slot, which some row takes if ``identity``),
+    under ``no_grad``; appends the depth's :class:`RowProduct` to ``tape`` and returns
+    ``(rows, 1, out)`` in batch order."""
+    weight = stack.weight.index_select(0, index)
+    out = torch.baddbmm(stack.bias.index_select(0, index), h, weight)
+    activations = None
+    if relu:
+        if identity and stack.floor is not None:
+            out = torch.maximum(out, stack.floor.index_select(0, index))
+        else:
+            out = out.relu_()
+        activations = out
+    tape.append(RowProduct(stack, bank, index, weight, h, activations, identity, bool(tape)))
+    return out
+
+
+def chain(
+    plan: RowPlan,
+    h: torch.Tensor,
+    members: np.ndarray,
+    tape: list[RowProduct],
+) -> torch.Tensor:
+    """Whole routes row by row (``members`` from :meth:`RowPlan.members`), under ``no_grad``,
+    recording each depth on ``tape``; returns the last depth's outputs ``(rows, out)`` in
+    batch order."""
+    kernel = plan.kernel
+    index = torch.from_numpy(members).to(h.device)
+    identity = plan.identity_depths(members).tolist()
+    h = h.unsqueeze(1)
+    for depth, bank in enumerate(plan.banks):
+        stack = kernel.row_stack(bank)
+        h = product(stack, bank, kernel.relu[bank], h, index[depth], identity[depth], tape)
+    return h.squeeze(1)
+
+
+def backward(tape: list[RowProduct], grad: torch.Tensor, lr: float) -> None:
+    """The backward pass of a chain recorded on ``tape`` from ``grad`` (``(rows, out)``, the
+    gradient of its outputs), with each depth's plain-SGD step ``W -= lr * x^T g`` on the
+    stacked weights; the arithmetic of autograd through :func:`product`."""
+    grad = grad.unsqueeze(1)
+    for stack, _, index, weight, inputs, activations, identity, input_grad in reversed(tape):
+        floor = stack.floor if identity else None
+        if activations is not None:
+            if floor is not None:  # the identity's rows pass whatever their sign
+                activations = activations - floor.index_select(0, index)
+            grad = torch.ops.aten.threshold_backward(grad, activations, 0)
+        # The input gradient reads the gathered weights, a copy the step leaves alone.
+        grad_input = torch.bmm(grad, weight.transpose(1, 2)) if input_grad else None
+        step = grad
+        if identity and stack.keep is not None:
+            step = grad * stack.keep.index_select(0, index)
+        stack.weight.index_add_(0, index, inputs.transpose(1, 2) * step, alpha=-lr)
+        stack.bias.index_add_(0, index, step, alpha=-lr)
+        if grad_input is None:
+            return
+        grad = grad_input
