@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from routing_env.network.graph import RouteGraph
 from routing_env.network.kernel import GroupedBanks, Leaf, host_indices
-from routing_env.network.rows import RowPlan
+from routing_env.network.rows import RowPlan, record_depth, serves
 from routing_env.network.trainer import ModuleTrainer, OptimizerFactory
 from routing_env.trunks import IdentityTrunk, build_trunk
 
@@ -430,8 +430,14 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
         """One depth of a recorded batch, computed as the kernel's chain computes it inside
         :meth:`update` (the rows kept in padded order from one depth to the next; with
         ``graph.by_hand`` the products kept on the graph's tape, else with autograd on, the
-        weight leaves kept). Returns the rows in batch order, without graph."""
+        weight leaves kept; for a batch that the per-row kernel updates, as its chain computes
+        it). Returns the rows in batch order, without graph."""
         kernel = self._kernel
+        if graph.rows:
+            with torch.no_grad():
+                out = record_depth(kernel, bank, h, groups, graph.records)
+            graph.extend(actions, out, None)
+            return out
         layout = kernel.layout(bank, groups)
         device = h.device
         if graph.layout is None:
@@ -462,7 +468,8 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
             return None
         if x.shape[0] != self.module_batch_size:
             return None
-        return RouteGraph(x, by_hand=self._by_hand_lr() is not None)
+        by_hand = self._by_hand_lr() is not None
+        return RouteGraph(x, by_hand=by_hand, rows=by_hand and serves(x.shape[0]))
 
     def outputs(
         self,

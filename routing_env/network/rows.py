@@ -103,8 +103,10 @@ class RowPlan:
         ``-1``), as a contiguous ``(depth, rows)`` array: its module, or the identity slot for
         PASS and ``-1``; ``None`` when some row has none there (what
         :meth:`GroupedBanks.groups` decides, for all depths at once)."""
-        if routes.min() < -1 or routes.max() > self._largest:
+        if routes.max() > self._largest:
             return None
+        if routes.min() < -1:  # every negative action is -1, an ended route
+            routes = np.maximum(routes, -1)
         members = self._table.take(routes.T + self._offsets)
         if members.min() < 0:
             return None
@@ -139,6 +141,25 @@ def product(
         activations = out
     tape.append(RowProduct(stack, bank, index, weight, h, activations, identity, bool(tape)))
     return out
+
+
+def record_depth(
+    kernel: GroupedBanks,
+    bank: int,
+    h: torch.Tensor,
+    members: np.ndarray,
+    tape: list[RowProduct],
+) -> torch.Tensor:
+    """One depth of a routing pass recorded for the update (``h`` ``(rows, in)``, ``members``
+    the kernel's groups there), computed as :func:`chain` computes it, under ``no_grad``;
+    returns ``(rows, out)`` in batch order."""
+    # A copy of the groups, which may be a view of the caller's actions; contiguous inputs, as
+    # the outputs of the previous depth are in `chain`.
+    index = torch.from_numpy(np.array(members, dtype=np.int64)).to(h.device)
+    identity = kernel.identity[bank] and int(members.max()) == len(kernel.banks[bank])
+    stack = kernel.row_stack(bank)
+    h = h.unsqueeze(1).contiguous()
+    return product(stack, bank, kernel.relu[bank], h, index, identity, tape).squeeze(1)
 
 
 def chain(
