@@ -26,6 +26,7 @@ pass out, without autograd).
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -558,12 +559,15 @@ class GroupLayout:
         return value
 
 
+_WEIGHT, _BIAS = itemgetter("weight"), itemgetter("bias")
+
+
 def _data_pointers(linears: list[nn.Linear]) -> list[int]:
-    # Through `_parameters`: nn.Module.__getattr__ costs more than the check itself.
+    # Through `_parameters`, mapped: this runs once per bank and update, and
+    # nn.Module.__getattr__ or a Python loop would cost more than the check itself.
     tables = [linear._parameters for linear in linears]
-    return [table["weight"].data_ptr() for table in tables] + [
-        table["bias"].data_ptr() for table in tables
-    ]
+    pointer = torch.Tensor.data_ptr
+    return [*map(pointer, map(_WEIGHT, tables)), *map(pointer, map(_BIAS, tables))]
 
 
 def host_indices(values: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -437,7 +437,7 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
             with torch.no_grad():
                 out = record_depth(kernel, bank, h, groups, graph.records)
             graph.extend(actions, out, None)
-            return out
+            return out.squeeze(1)
         layout = kernel.layout(bank, groups)
         device = h.device
         if graph.layout is None:

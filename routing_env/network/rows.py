@@ -47,7 +47,9 @@ class RowProduct(NamedTuple):
     :class:`~routing_env.network.kernel.RowStack` and index, each row's stack row ``index``,
     the gathered weights ``(rows, in, out)``, the inputs ``(rows, 1, in)``, the outputs
     ``(rows, 1, out)`` after ReLU (``None`` without ReLU), whether some row took the identity
-    slot, and whether the input needs a gradient (not at a chain's first depth)."""
+    slot, the rows that took it at every depth so far (``None`` if none did), the ReLU's floor
+    of each row (``None`` where the ReLU had none) and whether the input needs a gradient (not
+    at a chain's first depth)."""
 
     stack: RowStack
     bank: int
@@ -56,6 +58,8 @@ class RowProduct(NamedTuple):
     inputs: torch.Tensor
     activations: torch.Tensor | None
     identity: bool
+    raw: np.ndarray | None
+    floor: torch.Tensor | None
     input_grad: bool
 
     # The graph that records a routing pass stamps its records with their stacks' versions.
@@ -81,40 +85,38 @@ class RowPlan:
     def __init__(self, kernel: GroupedBanks, banks: list[int]) -> None:
         self.kernel = kernel
         self.banks = banks
+        # Per depth: the largest valid action (PASS, the identity slot's index, where the bank
+        # has the identity slot), and the identity slot (-1 where there is none).
         counts = [len(kernel.banks[bank]) for bank in banks]
         square = [kernel.identity[bank] for bank in banks]
-        # _table[d, a + 1]: the stack row of action a (-1 .. the largest count) at depth d, or
-        # -1 where it has none (PASS and -1 at a bank without the identity slot).
-        width = max(counts) + 2
-        self._table = np.full((len(banks), width), -1, dtype=np.int64)
-        for depth, (count, identity) in enumerate(zip(counts, square, strict=True)):
-            self._table[depth, 1 : count + 1] = np.arange(count)
-            if identity:
-                self._table[depth, [0, count + 1]] = count
-        self._offsets = (np.arange(len(banks)) * width + 1)[:, None]
-        self._largest = width - 2
-        # Per depth, the identity slot's index (-1 where there is none): the largest stack row.
-        self._identity_slots = np.array(
-            [count if identity else -1 for count, identity in zip(counts, square, strict=True)]
-        )
+        self._largest = [
+            count if identity else count - 1
+            for count, identity in zip(counts, square, strict=True)
+        ]
+        self._identity_slots = [
+            count if identity else -1 for count, identity in zip(counts, square, strict=True)
+        ]
 
-    def members(self, routes: np.ndarray) -> np.ndarray | None:
+    def members(self, routes: np.ndarray) -> tuple[np.ndarray, list[bool]] | None:
         """Each row's stack row at every depth of ``routes`` (``(rows, depth)``, padded with
-        ``-1``), as a contiguous ``(depth, rows)`` array: its module, or the identity slot for
-        PASS and ``-1``; ``None`` when some row has none there (what
-        :meth:`GroupedBanks.groups` decides, for all depths at once)."""
-        if routes.max() > self._largest:
-            return None
-        if routes.min() < -1:  # every negative action is -1, an ended route
-            routes = np.maximum(routes, -1)
-        members = self._table.take(routes.T + self._offsets)
-        if members.min() < 0:
-            return None
-        return members
-
-    def identity_depths(self, members: np.ndarray) -> np.ndarray:
-        """Per depth, whether some row of ``members`` takes the identity slot."""
-        return members.max(1) == self._identity_slots
+        ``-1``), as a contiguous ``(depth, rows)`` array (its module, or the identity slot for
+        PASS and ``-1``), and per depth whether some row takes the identity slot; ``None`` when
+        some row has no stack row (what :meth:`GroupedBanks.groups` decides, here for all
+        depths at once)."""
+        # PASS is the action after the modules: the identity slot's index already.
+        highs, lows = routes.max(0).tolist(), routes.min(0).tolist()
+        members = routes.T.copy()
+        identity = []
+        for depth, (high, low, largest, slot) in enumerate(
+            zip(highs, lows, self._largest, self._identity_slots, strict=True)
+        ):
+            if high > largest or (low < 0 and slot < 0):
+                return None
+            if low < 0:  # an ended route (-1) goes through the identity slot
+                row = members[depth]
+                row[row < 0] = slot
+            identity.append(high == slot or low < 0)
+        return members, identity
 
 
 def product(
@@ -122,24 +124,42 @@ def product(
     bank: int,
     relu: bool,
     h: torch.Tensor,
+    members: np.ndarray,
     index: torch.Tensor,
     identity: bool,
     tape: list[RowProduct],
 ) -> torch.Tensor:
-    """Row ``i`` of ``h`` (``(rows, 1, in)``) through stack row ``index[i]`` of ``stack`` (bank
-    ``bank``) and its ReLU (none for the identity slot, which some row takes if ``identity``),
-    under ``no_grad``; appends the depth's :class:`RowProduct` to ``tape`` and returns
-    ``(rows, 1, out)`` in batch order."""
+    """Row ``i`` of ``h`` (``(rows, 1, in)``) through stack row ``members[i]`` (``index`` on
+    the device) of ``stack`` (bank ``bank``, where some row takes the identity slot if
+    ``identity``) and its ReLU, under ``no_grad``; appends the depth's :class:`RowProduct` to
+    ``tape`` and returns ``(rows, 1, out)`` in batch order.
+
+    The identity slot's rows skip the ReLU. Only the rows that took it at every depth so far
+    need the floor for that: the others carry a module's output, after its ReLU, which the
+    ReLU leaves as it is (and the gradient it holds back there, where that output is 0, the
+    module's own ReLU holds back too).
+    """
+    raw = None
+    if identity:
+        raw = members == len(stack.weight) - 1
+        if tape:
+            previous = tape[-1].raw
+            raw = None if previous is None else raw & previous
+        if raw is not None and not raw.any():
+            raw = None
     weight = stack.weight.index_select(0, index)
     out = torch.baddbmm(stack.bias.index_select(0, index), h, weight)
-    activations = None
+    activations = floor = None
     if relu:
-        if identity and stack.floor is not None:
-            out = torch.maximum(out, stack.floor.index_select(0, index))
+        if raw is not None and stack.floor is not None:
+            floor = stack.floor.index_select(0, index)
+            out = torch.maximum(out, floor)
         else:
             out = out.relu_()
         activations = out
-    tape.append(RowProduct(stack, bank, index, weight, h, activations, identity, bool(tape)))
+    tape.append(
+        RowProduct(stack, bank, index, weight, h, activations, identity, raw, floor, bool(tape))
+    )
     return out
 
 
@@ -152,52 +172,59 @@ def record_depth(
 ) -> torch.Tensor:
     """One depth of a routing pass recorded for the update (``h`` ``(rows, in)``, ``members``
     the kernel's groups there), computed as :func:`chain` computes it, under ``no_grad``;
-    returns ``(rows, out)`` in batch order."""
+    returns ``(rows, 1, out)`` in batch order."""
     # A copy of the groups, which may be a view of the caller's actions; contiguous inputs, as
     # the outputs of the previous depth are in `chain`.
     index = torch.from_numpy(np.array(members, dtype=np.int64)).to(h.device)
     identity = kernel.identity[bank] and int(members.max()) == len(kernel.banks[bank])
     stack = kernel.row_stack(bank)
     h = h.unsqueeze(1).contiguous()
-    return product(stack, bank, kernel.relu[bank], h, index, identity, tape).squeeze(1)
+    return product(stack, bank, kernel.relu[bank], h, members, index, identity, tape)
 
 
 def chain(
     plan: RowPlan,
     h: torch.Tensor,
-    members: np.ndarray,
+    members: tuple[np.ndarray, list[bool]],
     tape: list[RowProduct],
 ) -> torch.Tensor:
-    """Whole routes row by row (``members`` from :meth:`RowPlan.members`), under ``no_grad``,
-    recording each depth on ``tape``; returns the last depth's outputs ``(rows, out)`` in
-    batch order."""
+    """Whole routes row by row (``members`` from :meth:`RowPlan.members`) from their first
+    activations ``h`` ``(rows, in)``, under ``no_grad``, recording each depth on ``tape``;
+    returns the last depth's outputs ``(rows, 1, out)`` in batch order."""
     kernel = plan.kernel
-    index = torch.from_numpy(members).to(h.device)
-    identity = plan.identity_depths(members).tolist()
+    rows, identity = members
+    index = torch.from_numpy(rows)
+    if h.device.type != "cpu":
+        index = index.to(h.device)
     h = h.unsqueeze(1)
-    for depth, bank in enumerate(plan.banks):
+    for bank, bank_members, bank_index, bank_identity in zip(
+        plan.banks, rows, index.unbind(0), identity, strict=True
+    ):
         stack = kernel.row_stack(bank)
-        h = product(stack, bank, kernel.relu[bank], h, index[depth], identity[depth], tape)
-    return h.squeeze(1)
+        relu = kernel.relu[bank]
+        h = product(stack, bank, relu, h, bank_members, bank_index, bank_identity, tape)
+    return h
 
 
 def backward(tape: list[RowProduct], grad: torch.Tensor, lr: float) -> None:
-    """The backward pass of a chain recorded on ``tape`` from ``grad`` (``(rows, out)``, the
+    """The backward pass of a chain recorded on ``tape`` from ``grad`` (``(rows, 1, out)``, the
     gradient of its outputs), with each depth's plain-SGD step ``W -= lr * x^T g`` on the
     stacked weights; the arithmetic of autograd through :func:`product`."""
-    grad = grad.unsqueeze(1)
-    for stack, _, index, weight, inputs, activations, identity, input_grad in reversed(tape):
-        floor = stack.floor if identity else None
+    for record in reversed(tape):
+        stack, _, index, weight, inputs, activations, identity, _, floor, input_grad = record
         if activations is not None:
-            if floor is not None:  # the identity's rows pass whatever their sign
-                activations = activations - floor.index_select(0, index)
+            if floor is not None:  # the identity's rows pass their gradient whatever its sign
+                activations = activations - floor
             grad = torch.ops.aten.threshold_backward(grad, activations, 0)
         # The input gradient reads the gathered weights, a copy the step leaves alone.
         grad_input = torch.bmm(grad, weight.transpose(1, 2)) if input_grad else None
         step = grad
         if identity and stack.keep is not None:
             step = grad * stack.keep.index_select(0, index)
-        stack.weight.index_add_(0, index, inputs.transpose(1, 2) * step, alpha=-lr)
+        # The rows' outer products x^T g, written over the gathered weights (read for the last
+        # time above): the update's largest buffer, still in cache, serves twice.
+        outer = torch.mul(inputs.transpose(1, 2), step, out=weight)
+        stack.weight.index_add_(0, index, outer, alpha=-lr)
         stack.bias.index_add_(0, index, step, alpha=-lr)
         if grad_input is None:
             return

@@ -311,13 +311,17 @@ class ModuleTrainer:
                 row_tape: list[RowProduct] = []
                 with torch.no_grad():
                     outputs = rows.chain(self._row_plan, self.embed(x), members, row_tape)
-                return self._step_by_hand(outputs, None, y, row_tape, lr, weights)
+                    value = self._step_by_hand(outputs, None, y, row_tape, lr, weights)
+                self._updated()
+                return value
         steps = None if lr is None else self._route_steps(routes_host)
         if steps is not None:
             tape: list[Product] = []
             with torch.no_grad():
                 padded, layout = self._kernel.chain_padded(self.embed(x), steps, tape=tape)
-            return self._step_by_hand(padded, layout, y, tape, lr, weights)
+                value = self._step_by_hand(padded, layout, y, tape, lr, weights)
+            self._updated()
+            return value
         leaves: list[Leaf] = []
         if self._mode_sensitive:
             self.train()
@@ -365,7 +369,10 @@ class ModuleTrainer:
         by_hand = graph.by_hand
         graph.discard()
         if by_hand:
-            return self._step_by_hand(padded, layout, y, records, self._by_hand_lr(), weights)
+            with torch.no_grad():
+                value = self._step_by_hand(padded, layout, y, records, self._by_hand_lr(), weights)
+            self._updated()
+            return value
         with torch.enable_grad():
             outputs = padded.index_select(0, layout.tensor("slots", padded.device))
             loss = _weighted_mean(self.per_sample_loss(outputs, y), weights)
@@ -457,43 +464,44 @@ class ModuleTrainer:
         :func:`routing_env.network.rows.backward`), each depth's step ``W -= lr * x^T g``
         fused into the product that computes its gradient. It spares the autograd graph's
         recording and its engine, which cost more than the products on batches of this size.
+        Runs under ``no_grad``; returns the loss (the caller counts the update).
         """
-        with torch.no_grad():
-            if layout is None:
-                value, grad, scale = self._output_gradient(last, y, weights)
-                rows.backward(tape, grad, lr * scale)
-            else:
-                slots = layout.tensor("slots", last.device)
-                outputs = last.index_select(0, slots)
-                value, grad, scale = self._output_gradient(outputs, y, weights)
-                grad = torch.zeros_like(last).index_copy_(0, slots, grad)
-                for product in reversed(tape):
-                    grad = backward_step(product, grad, lr * scale)
-        self._updated()
+        if layout is None:
+            value, grad, scale = self._output_gradient(last, y, weights)
+            rows.backward(tape, grad, lr * scale)
+            return value
+        slots = layout.tensor("slots", last.device)
+        value, grad, scale = self._output_gradient(last.index_select(0, slots), y, weights)
+        grad = torch.zeros_like(last).index_copy_(0, slots, grad)
+        for product in reversed(tape):
+            grad = backward_step(product, grad, lr * scale)
         return value
 
     def _output_gradient(
         self, outputs: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None
     ) -> tuple[float, torch.Tensor, float]:
-        """The mean loss of ``outputs`` (``FloatingPointError`` unless finite), and its
+        """The mean loss of ``outputs`` (``(batch, outputs)``, or ``(batch, 1, outputs)``;
+        ``FloatingPointError`` unless finite), and its
         gradient with respect to them as ``scale * grad`` (see :meth:`_step_by_hand`): the
         backward pass is linear in ``grad``, so the steps take ``scale`` into their learning
-        rate instead of a pass over ``grad``. Under ``no_grad``."""
+        rate instead of a pass over ``grad``."""
+        rows = outputs.shape[:-1]  # (batch,), or (batch, 1) from the per-row kernel
         if self.task_type == "classification":
             # Cross-entropy as `per_sample_loss` computes it: minus log_softmax at the label.
-            log_p = torch.log_softmax(outputs, 1)
-            labels = y.view(-1, 1)
-            picked = log_p.gather(1, labels)
+            log_p = torch.log_softmax(outputs, -1)
+            labels = y.view(*rows, 1)
+            picked = log_p.gather(-1, labels)
             mean = picked.mean() if weights is None else (picked.view(-1) * weights).mean()
             value = self._finite_loss(-mean.item())
-            grad = log_p.exp_().scatter_(1, labels, -1.0, reduce="add")
-            scale = 1.0 / len(outputs)
+            grad = log_p.exp_().scatter_(-1, labels, -1.0, reduce="add")
+            scale = 1.0 / outputs.shape[0]
         else:
-            value = self._finite_loss(_weighted_mean(self.per_sample_loss(outputs, y), weights))
+            losses = self.per_sample_loss(outputs.view(outputs.shape[0], -1), y)
+            value = self._finite_loss(_weighted_mean(losses, weights))
             grad = outputs - y.reshape(outputs.shape)
             scale = 2.0 / outputs.numel()
         if weights is not None:
-            grad.mul_(weights.view(-1, 1))
+            grad.mul_(weights.view(*rows, 1))
         return value, grad, scale
 
     # ------------------------------------------------------------------ conditions, hooks
