@@ -14,7 +14,9 @@ rounds of the ratio measured within the round (``cpu:`` the same on this process
 which other jobs on a shared machine disturb less).
 
 1. The update (the kernel ``update`` chooses by batch size: per-row at 16 routes) against the
-   static step, and the grouped kernel forced at 16 routes.
+   static step; the same through ``add_routes`` handed 256 routes at once (16 updates, as the
+   vector env with 256 envs hands them over), per update; and the grouped kernel forced at 16
+   routes.
 2. Both kernels against the static step at other batch sizes (where ``rows.MAX_ROWS`` is set).
 3. With ``--against PATH`` (a checkout, e.g. ``/work/base``): table 1's ratio of the update to
    the static step measured by this script in worker processes with ``PYTHONPATH=PATH`` and
@@ -72,6 +74,14 @@ class Updates:
     def step(self) -> None:
         self.network.update(*self.batches[self.calls % len(self.batches)])
         self.calls += 1
+
+    def queue(self, updates: int) -> None:
+        """``updates`` updates through ``add_routes``, their routes handed over at once (as the
+        vector env hands over a batch of finished routes)."""
+        parts = [self.batches[(self.calls + i) % len(self.batches)] for i in range(updates)]
+        self.calls += updates
+        x, task, y, routes = (torch.cat(column) for column in zip(*parts, strict=True))
+        assert self.network.add_routes(x, task, y, routes) == updates
 
 
 @contextlib.contextmanager
@@ -191,15 +201,26 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, load {load:.2f}")
     routes = "skewed" if args.skew else "uniform"
 
-    updates, grouped, static = Updates(16, args.skew), Updates(16, args.skew), Static(16)
+    updates, queued, grouped = (Updates(16, args.skew) for _ in range(3))
+    static = Static(16)
 
     def forced() -> None:
         with kernel("grouped"):
             grouped.step()
 
     figures = rounds(
-        {"update": updates.step, "grouped": forced, "static": static.step}, args.calls, args.rounds
+        {
+            "update": updates.step,
+            "queued": lambda: queued.queue(16),
+            "grouped": forced,
+            "static": static.step,
+        },
+        args.calls,
+        args.rounds,
     )
+    # A call of "queued" makes 16 updates.
+    for clock in ("wall", "cpu"):
+        figures["queued"][clock] = [seconds / 16 for seconds in figures["queued"][clock]]
     print()
     print(
         f"1. DigitsMTL, 3 routed layers x 10 modules, hidden 64, one update on 16 {routes} "
@@ -209,6 +230,7 @@ def main() -> None:
     for label, name in (
         ("static network, PyTorch SGD at batch 16", "static"),
         ("update (the kernel it chooses: per-row)", "update"),
+        ("add_routes of 256 routes, per update", "queued"),
         ("update, grouped kernel", "grouped"),
     ):
         print(

@@ -224,18 +224,21 @@ class ModuleTrainer:
             columns = zip(*(queued[:4] for queued in self._pending), strict=True)
             xs, tasks, ys, all_routes = (torch.cat(parts) for parts in columns)
             all_weights = self._joined_pending_weights()
-        start, updates = 0, 0
-        while self._pending_count - start >= self.module_batch_size:
-            stop = start + self.module_batch_size
+        # One host copy of the routes and one split of each column for all the updates.
+        size = self.module_batch_size
+        updates = self._pending_count // size
+        start = updates * size
+        routes_host = host_indices(all_routes[:start])
+        columns = [column.split(size) for column in (xs, tasks, ys)]
+        weight_parts = [None] * updates if all_weights is None else all_weights.split(size)
+        for batch in range(updates):
             self.update(
-                xs[start:stop],
-                tasks[start:stop],
-                ys[start:stop],
-                all_routes[start:stop],
-                None if all_weights is None else all_weights[start:stop],
+                columns[0][batch],
+                columns[1][batch],
+                columns[2][batch],
+                routes_host[batch * size : (batch + 1) * size],
+                weight_parts[batch],
             )
-            start = stop
-            updates += 1
         if start == self._pending_count:
             self._pending = []
         else:
@@ -309,7 +312,8 @@ class ModuleTrainer:
             members = self._row_plan.members(routes_host)
             if members is not None:
                 row_tape: list[RowProduct] = []
-                with torch.no_grad():
+                # Inference mode: no record of views and versions on the update's temporaries.
+                with torch.inference_mode():
                     outputs = rows.chain(self._row_plan, self.embed(x), members, row_tape)
                     value = self._step_by_hand(outputs, None, y, row_tape, lr, weights)
                 self._updated()
@@ -491,8 +495,8 @@ class ModuleTrainer:
             log_p = torch.log_softmax(outputs, -1)
             labels = y.view(*rows, 1)
             picked = log_p.gather(-1, labels)
-            mean = picked.mean() if weights is None else (picked.view(-1) * weights).mean()
-            value = self._finite_loss(-mean.item())
+            total = picked.sum() if weights is None else torch.dot(picked.view(-1), weights)
+            value = self._finite_loss(-total.item() / outputs.shape[0])
             grad = log_p.exp_().scatter_(-1, labels, -1.0, reduce="add")
             scale = 1.0 / outputs.shape[0]
         else:
