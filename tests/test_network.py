@@ -1,8 +1,11 @@
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
 from routing_env.network import RoutedNetwork, reference_update
+from routing_env.network import rows as row_kernel
 from routing_env.network.kernel import GroupLayout
 
 
@@ -335,3 +338,126 @@ def test_reference_update_leaves_modules_of_weight_zero_routes_alone(optimizer):
         assert network.layers[0][2][0].weight.grad is None
         assert network.readout[1].weight.grad is None
     assert not torch.equal(before, flat(net))
+
+
+# ---------------------------------------------------------------------- the per-row kernel
+
+
+@contextlib.contextmanager
+def kernel_for_every_batch(name: str):
+    """The per-row kernel (``"rows"``) or the grouped one (``"grouped"``) at every batch size."""
+    saved = row_kernel.MAX_ROWS
+    row_kernel.MAX_ROWS = 10**9 if name == "rows" else 0
+    try:
+        yield
+    finally:
+        row_kernel.MAX_ROWS = saved
+
+
+def square_net(**kwargs) -> RoutedNetwork:
+    """Inputs of the hidden size: PASS is allowed at the first two depths, where it passes the
+    raw inputs (of either sign) on at the first, or at both."""
+    outputs = kwargs.pop("outputs", 2)
+    options = {"num_modules": 4, "hidden_dim": 6, "seed": 1, **kwargs}
+    return RoutedNetwork((6,), 3, outputs, **options)
+
+
+def passing_routes(generator, n, net) -> torch.Tensor:
+    routes = torch.randint(0, net.num_modules, (n, net.max_depth), generator=generator)
+    passing = torch.rand(n, 2, generator=generator) < 0.35
+    routes[:, :2][passing] = net.extra_action
+    routes[0, :2] = net.extra_action  # a raw input through two identity slots
+    return routes
+
+
+def test_the_kernel_is_chosen_by_batch_size():
+    largest = row_kernel.MAX_ROWS
+    assert row_kernel.serves(1) and row_kernel.serves(16) and row_kernel.serves(largest)
+    assert not row_kernel.serves(0) and not row_kernel.serves(largest + 1)
+
+
+@pytest.mark.parametrize("task_type", ["classification", "regression"])
+@pytest.mark.parametrize("batch", [1, 5, 16, 32, 48])
+def test_per_row_and_grouped_updates_equal_the_autograd_step(task_type, batch):
+    """The per-row update and the grouped one (both by hand) take the step of
+    `reference_update`, with PASS at the first two depths (raw inputs of either sign through
+    the identity slots), route weights (some 0), over several updates."""
+    options = {"task_type": task_type}
+    outputs = 2 if task_type == "classification" else 1
+    per_row, grouped, reference = (square_net(outputs=outputs, **options) for _ in range(3))
+    g = torch.Generator().manual_seed(batch)
+    for _ in range(3):
+        x, task = torch.randn(batch, 6, generator=g), torch.randint(0, 3, (batch,), generator=g)
+        if outputs == 2:
+            y = torch.randint(0, 2, (batch,), generator=g)
+        else:
+            y = torch.randn(batch, generator=g)
+        routes = passing_routes(g, batch, per_row)
+        weights = torch.rand(batch, generator=g)
+        weights[::4] = 0.0
+        expected = reference_update(reference, x, task, y, routes, weights)
+        with kernel_for_every_batch("rows"):
+            assert per_row.update(x, task, y, routes, weights) == pytest.approx(expected, rel=1e-5)
+        with kernel_for_every_batch("grouped"):
+            assert grouped.update(x, task, y, routes, weights) == pytest.approx(expected, rel=1e-5)
+        for (name, p), q, r in zip(
+            per_row.named_parameters(), grouped.parameters(), reference.parameters(), strict=True
+        ):
+            torch.testing.assert_close(p, r, msg=name)
+            torch.testing.assert_close(q, r, msg=name)
+    # The identity slots stay the identity, and the parameters views of the stacks.
+    for bank in (0, 1):
+        stack = per_row._kernel.row_stack(bank)
+        torch.testing.assert_close(stack.weight[-1], torch.eye(6), rtol=0, atol=0)
+        assert not stack.bias[-1].any()
+        assert per_row.layers[bank][2][0].weight.data_ptr() == stack.weight[2].data_ptr()
+
+
+def test_per_row_update_of_routes_without_pass_equals_the_grouped_one():
+    """No row takes the identity slot: the plain ReLU path, against the grouped kernel."""
+    per_row, grouped = square_net(), square_net()
+    g = torch.Generator().manual_seed(7)
+    for _ in range(4):
+        x, task = torch.randn(16, 6, generator=g), torch.randint(0, 3, (16,), generator=g)
+        y = torch.randint(0, 2, (16,), generator=g)
+        routes = torch.randint(0, 4, (16, 3), generator=g)
+        assert row_kernel.serves(16)
+        per_row.update(x, task, y, routes)
+        with kernel_for_every_batch("grouped"):
+            grouped.update(x, task, y, routes)
+    torch.testing.assert_close(flat(per_row), flat(grouped))
+
+
+def test_row_plan_maps_routes_to_stack_rows_as_the_kernel_groups_them():
+    net = make()  # depth 0: 6 -> 8 (no identity slot), 1: 8 -> 8, 2: 8 -> 2
+    plan = net._row_plan
+    routes = np.array([[0, 4, 1], [3, -1, 0], [2, 2, 3]])
+    members, identity = plan.members(routes)
+    np.testing.assert_array_equal(members, [[0, 3, 2], [4, 4, 2], [1, 0, 3]])
+    assert members.flags.c_contiguous and identity == [False, True, False]
+    for depth in range(3):
+        np.testing.assert_array_equal(members[depth], net._kernel.groups(depth, routes[:, depth]))
+    assert plan.members(np.array([[4, 0, 0]])) is None  # PASS where the sizes differ
+    assert plan.members(np.array([[0, 0, 4]])) is None
+    assert plan.members(np.array([[0, 5, 0]])) is None  # beyond PASS
+    assert plan.members(np.array([[-1, 0, 0]])) is None  # an ended route where sizes differ
+    members, identity = plan.members(np.array([[1, -3, 0]]))  # any negative is an ended route
+    assert members[1, 0] == 4 and identity == [False, True, False]
+    # Routes that the per-row kernel cannot take are updated as before (here by autograd).
+    x, task, y = torch.randn(2, 6), torch.tensor([0, 1]), torch.tensor([1, 0])
+    reference = make()
+    passed = torch.tensor([[0, 1, 2], [1, 4, 3]])
+    assert net.update(x, task, y, passed) == pytest.approx(
+        reference_update(reference, x, task, y, passed), rel=1e-5
+    )
+    torch.testing.assert_close(flat(net), flat(reference))
+
+
+def test_per_row_update_stops_on_a_diverged_loss_before_touching_the_parameters():
+    net = square_net()
+    before = flat(net)
+    x = torch.full((4, 6), float("inf"))
+    with pytest.raises(FloatingPointError, match="module loss"):
+        task, routes = torch.zeros(4, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long)
+        net.update(x, task, torch.tensor([0, 1, 0, 1]), routes)
+    assert torch.equal(before, flat(net)) and net.num_updates == 0
