@@ -32,9 +32,10 @@ import torch
 
 from routing_env.network.kernel import GroupedBanks, RowStack
 
-#: The largest batch the per-row kernel serves. ``benchmarks/module_update.py`` measures both
-#: kernels by batch size on DigitsMTL's network.
-MAX_ROWS = 32
+#: The largest batch the per-row kernel serves. On DigitsMTL's network (64 x 64 modules)
+#: ``benchmarks/module_update.py`` measured the grouped kernel 1.7-2.7x slower from 4 to 32
+#: rows, 1.2-1.3x at 48 and 64, and faster from 96 on (0.9x; 0.2x at 128).
+MAX_ROWS = 64
 
 
 def serves(rows: int) -> bool:
