@@ -13,9 +13,11 @@ products into the stacked weights (rows of one module add up there, as the group
 sum over a chunk does).
 
 The identity slot of a square bank (PASS and ended routes, ``-1``) is a stack row like the
-others (``x @ I + 0`` is ``x``); at a depth where some row takes it, the rows skip the ReLU
-through a per-row floor of ``-inf`` instead of ``0``, and their outer products are scaled by
-``0`` in the step, so the slot stays ``I`` (:class:`~routing_env.network.kernel.RowStack`).
+others (``x @ I + 0`` is ``x``). Its rows skip the ReLU through a per-row floor of ``-inf``
+instead of ``0`` where their input may be negative (rows that took the slot at every depth so
+far, whose input is the first activation; the others carry a ReLU's output already), and their
+outer products are scaled by ``0`` in the step, so the slot stays ``I``
+(:class:`~routing_env.network.kernel.RowStack`).
 
 The gathered weights grow with ``rows * in * out``, the grouping's costs do not: the per-row
 kernel serves batches of at most :data:`MAX_ROWS` rows (:func:`serves`). The module update and
@@ -132,7 +134,7 @@ def product(
 ) -> torch.Tensor:
     """Row ``i`` of ``h`` (``(rows, 1, in)``) through stack row ``members[i]`` (``index`` on
     the device) of ``stack`` (bank ``bank``, where some row takes the identity slot if
-    ``identity``) and its ReLU, under ``no_grad``; appends the depth's :class:`RowProduct` to
+    ``identity``) and its ReLU, without autograd; appends the depth's :class:`RowProduct` to
     ``tape`` and returns ``(rows, 1, out)`` in batch order.
 
     The identity slot's rows skip the ReLU. Only the rows that took it at every depth so far
@@ -142,7 +144,7 @@ def product(
     """
     raw = None
     if identity:
-        raw = members == len(stack.weight) - 1
+        raw = members == stack.weight.shape[0] - 1  # the identity slot comes last
         if tape:
             previous = tape[-1].raw
             raw = None if previous is None else raw & previous
@@ -172,7 +174,7 @@ def record_depth(
     tape: list[RowProduct],
 ) -> torch.Tensor:
     """One depth of a routing pass recorded for the update (``h`` ``(rows, in)``, ``members``
-    the kernel's groups there), computed as :func:`chain` computes it, under ``no_grad``;
+    the kernel's groups there), computed as :func:`chain` computes it, without autograd;
     returns ``(rows, 1, out)`` in batch order."""
     # A copy of the groups, which may be a view of the caller's actions; contiguous inputs, as
     # the outputs of the previous depth are in `chain`.
@@ -190,7 +192,7 @@ def chain(
     tape: list[RowProduct],
 ) -> torch.Tensor:
     """Whole routes row by row (``members`` from :meth:`RowPlan.members`) from their first
-    activations ``h`` ``(rows, in)``, under ``no_grad``, recording each depth on ``tape``;
+    activations ``h`` ``(rows, in)``, without autograd, recording each depth on ``tape``;
     returns the last depth's outputs ``(rows, 1, out)`` in batch order."""
     kernel = plan.kernel
     rows, identity = members

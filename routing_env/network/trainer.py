@@ -105,8 +105,9 @@ class ModuleTrainer:
     It owns the module optimizer, the queue of finished routes and the update hooks, and takes
     from the network its structure (``routing``, ``task_type``, ``module_lr``,
     ``module_batch_size``, ``device``), its forward pieces (``embed``, ``forward`` with
-    ``leaves``, ``per_sample_loss``, ``_route_steps``, ``_bank_used``) and its grouped kernel
-    (``_kernel``, ``_readout_bank``, ``_outside_banks``, ``_mode_sensitive``).
+    ``leaves``, ``per_sample_loss``, ``_route_steps``, ``_bank_used``), its grouped kernel
+    (``_kernel``, ``_readout_bank``, ``_outside_banks``, ``_mode_sensitive``) and the plan of
+    its per-row kernel (``_row_plan``).
     """
 
     optimizer: torch.optim.Optimizer
@@ -456,8 +457,8 @@ class ModuleTrainer:
     ) -> float:
         """The plain-SGD module update of a chain computed without autograd (its ``tape``),
         ending in ``last``: the padded batch of ``layout`` for the grouped kernel's
-        :class:`~routing_env.network.kernel.Product` tape, the outputs in batch order
-        (``layout`` ``None``) for the per-row kernel's
+        :class:`~routing_env.network.kernel.Product` tape, the outputs ``(batch, 1, outputs)``
+        in batch order (``layout`` ``None``) for the per-row kernel's
         :class:`~routing_env.network.rows.RowProduct` tape.
 
         The backward pass is written out: the mean loss's gradient with respect to the outputs
@@ -468,7 +469,8 @@ class ModuleTrainer:
         :func:`routing_env.network.rows.backward`), each depth's step ``W -= lr * x^T g``
         fused into the product that computes its gradient. It spares the autograd graph's
         recording and its engine, which cost more than the products on batches of this size.
-        Runs under ``no_grad``; returns the loss (the caller counts the update).
+        Runs without autograd (the caller's ``no_grad`` or inference mode); returns the loss,
+        and the caller counts the update.
         """
         if layout is None:
             value, grad, scale = self._output_gradient(last, y, weights)
@@ -484,16 +486,16 @@ class ModuleTrainer:
     def _output_gradient(
         self, outputs: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None
     ) -> tuple[float, torch.Tensor, float]:
-        """The mean loss of ``outputs`` (``(batch, outputs)``, or ``(batch, 1, outputs)``;
-        ``FloatingPointError`` unless finite), and its
-        gradient with respect to them as ``scale * grad`` (see :meth:`_step_by_hand`): the
-        backward pass is linear in ``grad``, so the steps take ``scale`` into their learning
-        rate instead of a pass over ``grad``."""
-        rows = outputs.shape[:-1]  # (batch,), or (batch, 1) from the per-row kernel
+        """The mean loss of ``outputs`` (``(batch, outputs)``, or ``(batch, 1, outputs)`` from
+        the per-row kernel; ``FloatingPointError`` unless finite) and its gradient with respect
+        to them, as ``(loss, grad, scale)`` with the gradient ``scale * grad`` (see
+        :meth:`_step_by_hand`): the backward pass is linear in ``grad``, so the steps take
+        ``scale`` into their learning rate instead of a pass over ``grad``."""
+        batch_shape = outputs.shape[:-1]
         if self.task_type == "classification":
             # Cross-entropy as `per_sample_loss` computes it: minus log_softmax at the label.
             log_p = torch.log_softmax(outputs, -1)
-            labels = y.view(*rows, 1)
+            labels = y.view(*batch_shape, 1)
             picked = log_p.gather(-1, labels)
             total = picked.sum() if weights is None else torch.dot(picked.view(-1), weights)
             value = self._finite_loss(-total.item() / outputs.shape[0])
@@ -505,7 +507,7 @@ class ModuleTrainer:
             grad = outputs - y.reshape(outputs.shape)
             scale = 2.0 / outputs.numel()
         if weights is not None:
-            grad.mul_(weights.view(*rows, 1))
+            grad.mul_(weights.view(*batch_shape, 1))
         return value, grad, scale
 
     # ------------------------------------------------------------------ conditions, hooks
