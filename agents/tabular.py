@@ -150,13 +150,30 @@ class TabularAgent(Agent):
         :return: per group, ``(tasks, depths, actions, returns, masks)``: arrays of shape
             ``(N,)`` (returns ``R_i`` with :attr:`gamma`) and boolean masks ``(N, num_actions)``.
         """
-        if not episodes:
+        grouped = self.grouped_decisions(episodes)
+        if grouped is None:
             return
+        *columns, bounds = grouped
+        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            yield tuple(column[start:stop] for column in columns)
+
+    def grouped_decisions(self, episodes: Sequence[Episode]) -> tuple[np.ndarray, ...] | None:
+        """:meth:`visits` as whole arrays: the decisions ordered group after group.
+
+        :param episodes: finished routes, oldest first.
+        :return: ``(tasks, depths, actions, returns, masks, bounds)``, group ``k`` being rows
+            ``bounds[k]:bounds[k + 1]`` of the others; ``None`` without episodes.
+        """
+        if not episodes:
+            return None
         tasks, depths, actions, returns = decisions(episodes, self.gamma)
         masks = decision_masks(episodes, self.num_actions)
         check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
-        for now in visit_groups(tasks * self.max_depth + depths):
-            yield tasks[now], depths[now], actions[now], returns[now], masks[now]
+        order, bounds = visit_order(tasks * self.max_depth + depths)
+        if order is not None:
+            tasks, depths, actions = tasks[order], depths[order], actions[order]
+            returns, masks = returns[order], masks[order]
+        return tasks, depths, actions, returns, masks, bounds
 
     def route_decisions(self, episode: Episode) -> tuple[np.ndarray, ...]:
         """``(tasks, depths, actions, masks)`` of the decisions of one route, in order,
@@ -320,6 +337,27 @@ def visit_index(states: np.ndarray) -> np.ndarray:
     index = np.empty(len(states), dtype=np.int64)
     index[order] = rank
     return index
+
+
+def visit_order(states: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """:func:`visit_groups` as one permutation: ``order`` lists the decisions group after
+    group (``None`` when that is their own order) and group ``k`` is
+    ``order[bounds[k]:bounds[k + 1]]``."""
+    states = np.asarray(states)
+    count = len(states)
+    if count <= _FEW and len(set(states.tolist())) == count:
+        # Distinct states (one route: each decision at its own depth) make one group.
+        return None, np.array([0, count] if count else [0], dtype=np.int64)
+    visit = visit_index(states)
+    order = np.argsort(visit, kind="stable")
+    sizes = np.bincount(visit)
+    bounds = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    return order, bounds
+
+
+#: Decisions few enough that checking them for distinct states costs less than grouping them.
+_FEW = 16
 
 
 def visit_groups(states: np.ndarray) -> list[np.ndarray]:
