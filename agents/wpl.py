@@ -123,56 +123,64 @@ class WPL(TabularAgent):
         # The updates read and write the tables through flat (state, action) views.
         self.pi = np.ascontiguousarray(self.pi)
         self.rbar = np.ascontiguousarray(self.rbar)
-        pi_table = self.pi.reshape(-1, self.num_actions)
         rbar_table = self.rbar.reshape(-1)
         states = tasks * self.max_depth + depths
-        # Per decision, once for the batch: the masks as factors (x * 1.0 is x, as x * True),
-        # the entries they keep, lr * R, and the taken action's entry among the group's rows.
+        num_actions = self.num_actions
+        # Per decision, once for the batch: the masks as factors (x * 1.0 is x, as x * True)
+        # and the entries they keep, lr * R, the flat indices of the decision's table row, and
+        # of its action among its group's rows.
         factors = masks.astype(np.float64)
         kept = ~masks
         scaled = self.lr * returns
-        sizes = np.diff(bounds)
-        row = np.arange(len(states)) - np.repeat(bounds[:-1], sizes)
-        taken = row * self.num_actions + actions
+        entries = states[:, None] * num_actions + np.arange(num_actions)
+        row = np.arange(len(states)) - np.repeat(bounds[:-1], np.diff(bounds))
+        taken = row * num_actions + actions
+        # Masked entries of the acting policy are 0 and stay 0 through the clip, unless an
+        # action was masked (an invalid-action route) or min_prob lifts them.
+        remask = self.min_prob > 0 or not masks[np.arange(len(actions)), actions].all()
         for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             now = slice(start, stop)
             self._update(
-                pi_table,
                 rbar_table,
                 states[now],
                 returns[now],
                 scaled[now],
                 factors[now],
                 kept[now],
+                entries[now],
                 taken[now],
+                remask,
             )
 
     def _update(
         self,
-        pi_table: np.ndarray,
         rbar_table: np.ndarray,
         states: np.ndarray,
         returns: np.ndarray,
         scaled: np.ndarray,
         factors: np.ndarray,
         kept: np.ndarray,
+        entries: np.ndarray,
         taken: np.ndarray,
+        remask: bool,
     ) -> None:
-        """One WPL step in each of several distinct states (rows of the flat tables):
-        ``scaled = lr * returns``, ``factors`` the masks as floats and ``kept`` their
-        complement, ``taken`` the flat index of each row's action in a ``(rows, actions)``
-        array."""
+        """One WPL step in each of several distinct states: ``scaled = lr * returns``,
+        ``factors`` the masks as floats and ``kept`` their complement, ``entries`` the states'
+        rows in the flat ``pi``, ``taken`` the flat index of each row's action in a
+        ``(rows, actions)`` array, ``remask`` whether masked entries must be zeroed again
+        after the clip."""
+        pi_flat = self.pi.reshape(-1)
         rbar = rbar_table.take(states)
         rbar *= 1.0 - self.lr
         rbar += scaled  # Alg. 5.1 line 5: (1 - lr) Rbar + lr R
         rbar_table.put(states, rbar)
-        delta = returns - rbar  # line 7, with the updated Rbar
-        table = pi_table.take(states, axis=0)
+        delta = np.subtract(returns, rbar, out=rbar)  # line 7, with the updated Rbar
+        table = pi_flat.take(entries)
         # The policy that acted: the table restricted to the allowed actions (as `restrict`).
-        allowed = table * factors
-        allowed_share = np.add.reduce(allowed, axis=1, keepdims=True)
-        if allowed_share.min() > 0:  # False for NaN too, as (allowed_share > 0).all()
-            pi = allowed / allowed_share
+        pi = table * factors
+        allowed_share = np.add.reduce(pi, axis=1, keepdims=True)
+        if np.minimum.reduce(allowed_share, axis=None) > 0:  # NaN fails, as in (share > 0).all()
+            pi /= allowed_share
         else:
             pi = restrict(table, ~kept)
         pi_a = pi.take(taken)
@@ -180,11 +188,13 @@ class WPL(TabularAgent):
             delta *= np.where(delta > 0, 1.0 - pi_a, pi_a)  # 001 7.4 and JAIR 2008
         else:
             delta *= np.where(delta < 0, 1.0 - pi_a, pi_a)  # lines 9-12 as printed
-        pi_a += self.lr * delta  # line 13: pi + lr * onehot(a) * delta ...
+        delta *= self.lr
+        pi_a += delta  # line 13: pi + lr * onehot(a) * delta ...
         pi.put(taken, pi_a)
         np.maximum(pi, self.min_prob, out=pi)  # ... projected: clip to [0, 1] ...
         np.minimum(pi, 1.0, out=pi)
-        pi *= factors
+        if remask:
+            pi *= factors
         total = np.add.reduce(pi, axis=1, keepdims=True)
         if np.fmin.reduce(total, axis=None) <= 0:  # fmin skips NaN, as (total <= 0).any()
             # A pure strategy whose only action is pushed below 0 leaves nothing to
@@ -196,4 +206,4 @@ class WPL(TabularAgent):
         pi /= total  # ... and divide by the sum
         pi *= allowed_share  # written back scaled to the allowed actions' share
         np.copyto(pi, table, where=kept)
-        pi_table[states] = pi
+        pi_flat.put(entries, pi)

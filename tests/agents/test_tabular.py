@@ -157,10 +157,10 @@ def reference_wpl(agent: WPL, routes: list[Episode]) -> tuple[np.ndarray, np.nda
     return pi, rbar
 
 
-def wpl_routes(seed: int, count: int) -> list[Episode]:
-    """Routes over 2 tasks and 3 depths (states visited many times), random masks, some
-    masked actions taken (routes ended by an invalid action) and rewards large enough to
-    push a state to a pure strategy and below."""
+def wpl_routes(seed: int, count: int, invalid: float) -> list[Episode]:
+    """Routes over 2 tasks and 3 depths (states visited many times), random masks, a share
+    ``invalid`` of masked actions taken (routes ended by an invalid action) and rewards large
+    enough to push a state to a pure strategy and below."""
     rng = np.random.default_rng(seed)
     routes = []
     for _ in range(count):
@@ -169,7 +169,7 @@ def wpl_routes(seed: int, count: int) -> list[Episode]:
         for mask in masks:
             mask[rng.integers(5)] = 1
         actions = [
-            int(rng.integers(5)) if rng.random() < 0.1 else int(rng.choice(np.flatnonzero(m)))
+            int(rng.integers(5)) if rng.random() < invalid else int(rng.choice(np.flatnonzero(m)))
             for m in masks
         ]
         rewards = (rng.normal(size=length) * rng.choice([0.5, 8.0])).tolist()
@@ -180,13 +180,14 @@ def wpl_routes(seed: int, count: int) -> list[Episode]:
     return routes
 
 
+@pytest.mark.parametrize("invalid", [0.0, 0.1])
 @pytest.mark.parametrize(
     "options", [{}, {"weighting": "printed"}, {"min_prob": 0.05}, {"gamma": 0.7, "lr": 0.9}]
 )
-def test_wpl_learn_batch_is_algorithm_5_1_one_decision_at_a_time(options):
+def test_wpl_learn_batch_is_algorithm_5_1_one_decision_at_a_time(options, invalid):
     """The vectorised update (groups of states, lines applied to whole groups) against the
     plain loop, exactly, on random routes with repeated states, masks and invalid actions."""
-    routes = wpl_routes(seed=5, count=300)
+    routes = wpl_routes(seed=5, count=300, invalid=invalid)
     options = {"lr": 0.5, **options}
     expected = reference_wpl(WPL(2, 3, 5, **options), routes)
     batched, listed = WPL(2, 3, 5, **options), WPL(2, 3, 5, **options)
