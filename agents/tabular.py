@@ -91,8 +91,27 @@ class TabularAgent(Agent):
         :param info: holds ``action_mask``.
         :return: the action.
         """
-        batch = {"task": np.array([obs["task"]]), "depth": np.array([obs["depth"]])}
-        return int(self.act_batch(batch, info["action_mask"])[0])
+        task, depth, mask = obs["task"], obs["depth"], info["action_mask"]
+        if not (
+            type(task) is int
+            and type(depth) is int
+            and 0 <= task < self.num_tasks
+            and 0 <= depth < self.max_depth
+            and np.ndim(mask) == 1
+        ):  # anything else takes the batch path, with its checks and errors
+            batch = {"task": np.array([task]), "depth": np.array([depth])}
+            return int(self.act_batch(batch, mask)[0])
+        # act_batch on one row, with its arithmetic and its one draw.
+        allowed = np.asarray(mask) > 0
+        if not allowed.any():
+            raise ValueError(_NOTHING_ALLOWED)
+        masks = allowed[None]
+        tasks, depths = np.array([task]), np.array([depth])
+        if self.greedy:
+            scores = self.greedy_scores(tasks, depths)[0]
+            return int(np.argmax(np.where(allowed, scores, -np.inf)))
+        cdf = np.add.accumulate(self.behaviour(tasks, depths, masks)[0])
+        return int(np.count_nonzero(cdf <= self.rng.random() * cdf[-1]))
 
     def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         """One action per row, as :meth:`act`, without a loop over the rows: one
@@ -206,8 +225,11 @@ def as_masks(masks: np.ndarray) -> np.ndarray:
     """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
     masks = np.atleast_2d(np.asarray(masks) > 0)
     if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
+        raise ValueError(_NOTHING_ALLOWED)
     return masks
+
+
+_NOTHING_ALLOWED = "no action is allowed by the mask of some state"
 
 
 def check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
@@ -229,18 +251,21 @@ def check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> No
 def restrict(pi: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Rows of ``pi`` restricted to the allowed actions and renormalised (uniform if all 0)."""
     pi = pi * masks
-    total = pi.sum(axis=1, keepdims=True)
+    total = np.add.reduce(pi, axis=1, keepdims=True)
+    if np.fmin.reduce(total, axis=None) > 0:  # no row is empty (fmin skips NaN rows)
+        pi /= total
+        return pi
     empty = total <= 0
     return np.where(empty, masks, pi) / np.where(empty, masks.sum(axis=1, keepdims=True), total)
 
 
 def sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
     """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
+    cdf = np.add.accumulate(probabilities, axis=1)
     # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
     # never belongs to a zero-probability action.
     u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)
+    return np.count_nonzero(cdf <= u[:, None], axis=1)
 
 
 def epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:

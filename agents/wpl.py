@@ -133,11 +133,13 @@ class WPL(TabularAgent):
         kept = ~masks
         scaled = self.lr * returns
         entries = states[:, None] * num_actions + np.arange(num_actions)
-        row = np.arange(len(states)) - np.repeat(bounds[:-1], np.diff(bounds))
+        row = np.arange(len(states))
         taken = row * num_actions + actions
         # Masked entries of the acting policy are 0 and stay 0 through the clip, unless an
         # action was masked (an invalid-action route) or min_prob lifts them.
-        remask = self.min_prob > 0 or not masks[np.arange(len(actions)), actions].all()
+        remask = self.min_prob > 0 or not masks.reshape(-1).take(taken).all()
+        if len(bounds) > 2:  # the actions' entries counted from their group's first row
+            taken -= np.repeat(bounds[:-1] * num_actions, bounds[1:] - bounds[:-1])
         for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
             now = slice(start, stop)
             self._update(

@@ -189,6 +189,15 @@ class SampleStream:
         self._order = order
         self._position = int(state["position"])
 
+    def take_one(self, rng: np.random.Generator) -> int:
+        """``int(take(1, rng)[0])``, without building arrays."""
+        if self._position >= len(self.samples):
+            self._position = 0
+            if self.shuffle:
+                self._order = rng.permutation(self.samples)
+        self._position += 1
+        return int(self._order[self._position - 1])
+
     def take(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """The next ``count`` split indices (int64), a new pass whenever one runs out."""
         size = len(self.samples)
@@ -356,6 +365,12 @@ class RoutingMDP:
         self._eye_task = np.eye(self.dataset.num_tasks, dtype=np.float32)
         self._eye_depth = np.eye(net.max_depth + 1, dtype=np.float32)
         self._column_templates: dict[int, dict[str, np.ndarray]] = {}
+        # One route's "not final" info in key order (the per-route keys filled per info), and
+        # the values that are arrays, which each info gets a copy of.
+        self._info_template = {key: self._not_final.get(key) for key in INFO_KEYS}
+        self._info_arrays = tuple(
+            key for key, value in self._not_final.items() if isinstance(value, np.ndarray)
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -576,6 +591,20 @@ class RoutingMDP:
                 history.record_many(layers, chosen)
         return rewards
 
+    def _collaboration_reward(self, action: int, depth: int) -> float:
+        """:meth:`_collaboration_rewards` of one allowed decision (the single env's step)."""
+        if action == self._extra or not (self.collaboration_reward or self.train_modules):
+            return 0.0
+        layer = 0 if self._recurrent else depth
+        history = self.network.selection_history
+        reward = 0.0
+        if self.collaboration_reward:
+            scale = self.collaboration_reward / self.network.max_depth
+            reward += scale * history.frequency(layer, action)
+        if self.train_modules:
+            history.record(layer, action)
+        return float(reward)
+
     # ------------------------------------------------------------------ the end of a route
 
     def _end_routes(
@@ -723,14 +752,13 @@ class RoutingMDP:
 
     def _route_info(self, mask: np.ndarray, path: np.ndarray, sample_index: int) -> dict[str, Any]:
         """The info of one route still running: its mask, path so far and sample."""
-        info = {
-            key: value.copy() if isinstance(value, np.ndarray) else value
-            for key, value in self._not_final.items()
-        }
+        info = self._info_template.copy()
+        for key in self._info_arrays:
+            info[key] = info[key].copy()
         info["action_mask"] = mask.copy()
         info["path"] = path.copy()
         info["sample_index"] = int(sample_index)
-        return {key: info[key] for key in INFO_KEYS}
+        return info
 
     @staticmethod
     def _info_row(columns: Mapping[str, np.ndarray], row: int) -> dict[str, Any]:
