@@ -52,6 +52,7 @@ from routing_env.network import RoutedNetwork, RouteGraph
 from routing_env.rewards import (
     FINAL_REWARDS,
     SelectionHistory,
+    final_reward,
     final_rewards,
     invalid_action_reward,
 )
@@ -682,6 +683,66 @@ class RoutingMDP:
                 )
         return {key: columns[key] for key in INFO_KEYS}
 
+    def _end_route(
+        self,
+        sample: int,
+        path: np.ndarray,
+        length: int,
+        outputs: np.ndarray | None,
+        exploratory: int | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`_end_routes` of one route, as its info (Python scalars, arrays): the single
+        env's end of a route, without info columns.
+
+        Args:
+            sample: the route's split index.
+            path: ``(max_depth,)`` its actions, padded with -1 (the masked action included).
+            length: its decisions.
+            outputs: its output vector, or ``None`` for a route ended by a masked action.
+            exploratory: its exploratory decisions, or ``None`` (none).
+        """
+        info = self._info_template.copy()
+        for key in self._info_arrays:
+            info[key] = info[key].copy()
+        info["action_mask"] = self._terminal_mask.copy()
+        info["route_done"] = True
+        info["path"] = np.array(path, dtype=np.int64)
+        info["sample_index"] = int(sample)
+        label = self._y[sample]
+        if self._classification:
+            info["label"] = int(label)
+        elif label.ndim:
+            info["label"] = label.astype(np.float32)
+        else:
+            info["label"] = float(label)
+        if outputs is None:
+            info["invalid_action"] = True
+            info["final_reward"] = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
+            return info
+        loss = float(self.network.losses_numpy(outputs[None], self._y[sample : sample + 1])[0])
+        info["loss"] = loss
+        correct = False
+        if self._classification:
+            prediction = int(outputs.argmax())
+            correct = prediction == info["label"]
+            info["prediction"] = prediction
+            info["correct"] = correct
+        elif label.ndim:
+            info["prediction"] = outputs.reshape(label.shape).astype(np.float32)
+        else:
+            info["prediction"] = float(outputs.reshape(-1)[0])
+        info["final_reward"] = final_reward(self.reward_kind, correct, loss)
+        if self.train_modules:
+            self._train_on(
+                np.array([sample]),
+                np.array(path, dtype=np.int64)[None],
+                np.array([length]),
+                None if exploratory is None else np.array([exploratory]),
+                None,
+                None,
+            )
+        return info
+
     def _train_on(
         self,
         samples: np.ndarray,
@@ -700,20 +761,23 @@ class RoutingMDP:
             alpha = squash_weight(counts, lengths, self.squash_kappa)
             weights = torch.from_numpy(alpha.astype(np.float32)).to(device)
         if len(samples) == 1:
-            # One route (the single env): slices are views, cheaper than three gathers; the
+            # One route (the single env): narrowed views, cheaper than three gathers; the
             # trainer copies them when it joins its queue into a module batch.
-            rows = slice(int(samples[0]), int(samples[0]) + 1)
-            x, task, y = self._x[rows], self._task_tensor[rows], self._y_tensor[rows]
+            row = int(samples[0])
+            x = self._x.narrow(0, row, 1)
+            task = self._task_tensor.narrow(0, row, 1)
+            y = self._y_tensor.narrow(0, row, 1)
         else:
             index = torch.from_numpy(samples).to(device)
             x = self._x.index_select(0, index)
             task = self._task_tensor.index_select(0, index)
             y = self._y_tensor.index_select(0, index)
+        routes = torch.from_numpy(paths)
         net.add_routes(
             x if inputs is None else inputs,
             task,
             y,
-            torch.from_numpy(paths).to(device),
+            routes if device.type == "cpu" else routes.to(device),
             graph=graph,
             weights=weights,
         )
