@@ -223,8 +223,10 @@ class EpsilonGreedyTabular(EpsilonSchedule, TabularAgent):
 
 def as_masks(masks: np.ndarray) -> np.ndarray:
     """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
+    masks = np.asarray(masks) > 0
+    if masks.ndim < 2:
+        masks = np.atleast_2d(masks)
+    if not np.logical_and.reduce(np.logical_or.reduce(masks, axis=1), axis=None):
         raise ValueError(_NOTHING_ALLOWED)
     return masks
 
@@ -261,11 +263,24 @@ def restrict(pi: np.ndarray, masks: np.ndarray) -> np.ndarray:
 
 def sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
     """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.add.accumulate(probabilities, axis=1)
-    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return np.count_nonzero(cdf <= u[:, None], axis=1)
+    count, width = probabilities.shape
+    if count < _MANY:
+        cdf = np.add.accumulate(probabilities, axis=1)
+        # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
+        # never belongs to a zero-probability action.
+        u = rng.random(count) * cdf[:, -1]
+        return np.count_nonzero(cdf <= u[:, None], axis=1)
+    # Many rows: the same sums, one action (a contiguous row of the transpose) at a time, in
+    # the order of np.cumsum, which is slow along short rows.
+    cdf = probabilities.T.copy()
+    for action in range(1, width):
+        np.add(cdf[action - 1], cdf[action], out=cdf[action])
+    u = rng.random(count) * cdf[-1]
+    return np.add.reduce(cdf <= u, axis=0)
+
+
+#: Rows from which :func:`sample` sums its CDF action by action.
+_MANY = 64
 
 
 def epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:

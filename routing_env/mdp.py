@@ -481,6 +481,23 @@ class RoutingMDP:
             observation["action_mask"] = mask
         return observation
 
+    def _row_observations(
+        self, activation: np.ndarray, tasks: list[int], depths: list[int], mask: np.ndarray | None
+    ) -> list[Any]:
+        """:meth:`_observation` of each row of a batch (``tasks`` and ``depths`` ints), as
+        single observations; each gets its own copy of ``mask`` (read only with
+        ``mask_in_observation``)."""
+        if not (self.flatten_observation or self.mask_in_observation):
+            # The default layout, built directly: this runs once per finished route.
+            return [
+                {"activation": row, "task": task, "depth": depth}
+                for row, task, depth in zip(activation, tasks, depths, strict=True)
+            ]
+        return [
+            self._observation(row, task, depth, None if mask is None else mask.copy())
+            for row, task, depth in zip(activation, tasks, depths, strict=True)
+        ]
+
     # ------------------------------------------------------------------ seeding and samples
 
     def _reseed(self, seed: int, streams: Sequence[SampleStream]) -> None:

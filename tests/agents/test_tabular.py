@@ -14,7 +14,7 @@ from agents.base import Episode, EpisodeBatch
 from agents.persistence import load, save
 from agents.q_learning import QLearning
 from agents.reinforce import Reinforce
-from agents.tabular import visit_groups, visit_index
+from agents.tabular import sample, visit_groups, visit_index
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 
@@ -521,6 +521,24 @@ def test_visit_index_counts_earlier_visits_of_the_same_state():
     for k, group in enumerate(groups):
         assert (np.diff(group) > 0).all() and (visit_index(states)[group] == k).all()
     assert visit_groups(np.array([], dtype=np.int64)) == []
+
+
+@pytest.mark.parametrize(("count", "width"), [(1, 4), (20, 11), (64, 11), (300, 5), (100, 1)])
+def test_sample_is_the_inverse_cdf_of_one_draw_per_row(count, width):
+    """The rows' actions against np.cumsum and one rng.random(count) draw, exactly (the CDF
+    is summed action by action for many rows)."""
+    rng = np.random.default_rng(count)
+    probabilities = rng.random((count, width)) ** 3
+    probabilities[rng.random((count, width)) < 0.3] = 0.0
+    probabilities[:, -1] += 1e-3
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    got = sample(np.random.default_rng(7), probabilities)
+    cdf = np.cumsum(probabilities, axis=1)
+    u = np.random.default_rng(7).random(count) * cdf[:, -1]
+    expected = (cdf <= u[:, None]).sum(axis=1)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    assert (probabilities[np.arange(count), got] > 0).all()
 
 
 @pytest.mark.parametrize("cls", AGENTS)
