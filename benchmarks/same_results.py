@@ -7,7 +7,8 @@ accuracy and mean reward per epoch) and the greedy test accuracy and routing map
 ``agents.evaluate``. The cases: per-task WPL for 20,000 routes in the vector env (256 envs)
 and for 5,000 in the single env (the env defaults: module batch 16, module lr 0.3); shorter
 runs of the other tabular routers in both envs; WPL with exploration squashing
-(``squash_kappa``) and with the collaboration reward, in both envs.
+(``squash_kappa``), with the collaboration reward and with recurrent routing (routes of
+different lengths), in both envs.
 
 Each checkout runs in its own subprocess (``PYTHONPATH`` set to it); the script prints each
 case's digest for both and exits with status 1 if any differs.
@@ -43,6 +44,9 @@ CASES = (
     ("wpl vector collaboration", "wpl", True, 5_000, {"collaboration_reward": 0.3}),
     ("wpl single collaboration", "wpl", False, 1_500, {"collaboration_reward": -0.3}),
     ("wpl vector 100 envs", "wpl", True, 5_000, {"num_envs": 100}),
+    ("wpl vector recurrent", "wpl", True, 5_000, {"routing": "recurrent"}),
+    ("wpl single recurrent", "wpl", False, 1_500, {"routing": "recurrent"}),
+    ("q vector recurrent", "q", True, 3_000, {"routing": "recurrent"}),
 )
 
 
