@@ -223,7 +223,10 @@ def train(
             before = number
             while len(finished):
                 room = min(epoch_length - number % epoch_length, episodes - number)
-                part, finished = finished[:room], finished[room:]
+                if room >= len(finished):  # the whole batch fits in the epoch: no slicing
+                    part, finished = finished, ()
+                else:
+                    part, finished = finished[:room], finished[room:]
                 agent.learn_batch(part)
                 returns.extend(part.total_rewards().tolist())
                 hits.extend(_hits(part.final_info["correct"]))

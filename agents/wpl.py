@@ -98,7 +98,8 @@ class WPL(TabularAgent):
 
     def behaviour(self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """``pi_s`` restricted to the allowed actions and renormalised."""
-        return restrict(self.pi[tasks, depths], masks)
+        states = tasks * self.max_depth + depths  # rows of the flat table: one gather
+        return restrict(self.pi.reshape(-1, self.num_actions).take(states, axis=0), masks)
 
     def greedy_scores(self, tasks: np.ndarray, depths: np.ndarray) -> np.ndarray:
         """``pi_s``: greedy mode takes the most probable allowed action."""

@@ -108,7 +108,8 @@ def test_invalid_action_route_has_one_encoding_in_all_three_envs():
 def vector_regression() -> MultiTaskDataset:
     """Two tasks, 3-dimensional float targets."""
     rng = np.random.default_rng(0)
-    split = Split(rng.standard_normal((40, 4)), rng.integers(0, 2, 40), rng.standard_normal((40, 3)))
+    x, task, y = rng.standard_normal((40, 4)), rng.integers(0, 2, 40), rng.standard_normal((40, 3))
+    split = Split(x, task, y)
     return MultiTaskDataset(split, split, num_tasks=2, num_classes=3, name="vector-regression")
 
 

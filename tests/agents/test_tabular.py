@@ -136,7 +136,8 @@ def reference_wpl(agent: WPL, routes: list[Episode]) -> tuple[np.ndarray, np.nda
     pi, rbar, lr = agent.pi.copy(), agent.rbar.copy(), agent.lr
     for route in routes:
         for i, R in enumerate(route.returns(agent.gamma)):
-            t, d, a = route.observations[i]["task"], route.observations[i]["depth"], route.actions[i]
+            t, d = route.observations[i]["task"], route.observations[i]["depth"]
+            a = route.actions[i]
             info = route.infos[i] if route.infos else {}
             mask = np.asarray(info.get("action_mask", np.ones(agent.num_actions))) > 0
             rbar[t, d] = (1.0 - lr) * rbar[t, d] + lr * R
