@@ -4,7 +4,8 @@ bit): same seed, same routers, same envs, every result compared exactly.
 Each case trains a router with ``agents.train`` and digests what the run produced: the
 router's learned tables (bytes), the network's parameters (bytes), the history (train
 accuracy and mean reward per epoch) and the greedy test accuracy and routing map of
-``agents.evaluate``. The cases: per-task WPL for 20,000 routes in the vector env (256 envs)
+``agents.evaluate``. The cases: per-task WPL in the vector env (256 envs) for 80,000 routes
+at seed 0 (where it learns: issue 16 quotes 97% test accuracy) and for 20,000 at other seeds,
 and for 5,000 in the single env (the env defaults: module batch 16, module lr 0.3); shorter
 runs of the other tabular routers in both envs; WPL with exploration squashing
 (``squash_kappa``), with the collaboration reward and with recurrent routing (routes of
@@ -27,8 +28,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-#: (name, router, vector?, routes, env keywords)
+#: (name, router, vector?, routes, env keywords; "seed" seeds the agent and the env)
 CASES = (
+    ("wpl vector 80k seed 0", "wpl", True, 80_000, {"seed": 0}),
     ("wpl vector 20k", "wpl", True, 20_000, {}),
     ("wpl single 5k", "wpl", False, 5_000, {}),
     ("q vector", "q", True, 5_000, {}),
@@ -68,6 +70,7 @@ def _child() -> dict[str, dict[str, object]]:
     results = {}
     for name, router, vector, routes, options in CASES:
         options = dict(options)
+        seed = options.pop("seed", None)
         if vector:
             env = RoutingVectorEnv(
                 num_envs=options.pop("num_envs", 256), dataset="digits-mtl", **options
@@ -75,8 +78,10 @@ def _child() -> dict[str, dict[str, object]]:
         else:
             env = RoutingEnv("digits-mtl", **options)
         test = RoutingEnv("digits-mtl", split="test", network=env.unwrapped.network)
-        agent = agents.make_agent(router, env, seed=3)
-        history = agents.train(agent, env, episodes=routes, progress=False, seed=5)
+        agent = agents.make_agent(router, env, seed=3 if seed is None else seed)
+        history = agents.train(
+            agent, env, episodes=routes, progress=False, seed=5 if seed is None else seed
+        )
         evaluation = agents.evaluate(agent, test)
         tables = [np.ascontiguousarray(getattr(agent, key)).tobytes() for key in agent.state_names]
         parameters = [p.detach().numpy().tobytes() for p in env.unwrapped.network.parameters()]

@@ -444,11 +444,11 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
         tasks_done = self._task_now[rows_done].tolist()
         lengths = self._path_length[rows_done].tolist()
         terminal = self._terminal_mask if self.mask_in_observation else None
-        final_obs = np.empty(self.num_envs, dtype=object)
         observations = self._row_observations(activation, tasks_done, lengths, terminal)
         if everyone:
-            final_obs[:] = _objects(observations, self.num_envs)
+            final_obs = _objects(observations, self.num_envs)
         else:
+            final_obs = np.empty(self.num_envs, dtype=object)
             final_obs[rows_done] = _objects(observations, len(rows_done))
         final_info: dict[str, Any] = {}
         for key in INFO_KEYS:
