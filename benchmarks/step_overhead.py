@@ -12,11 +12,13 @@ Issue 16. Per-task tabular WPL trained by ``agents.train`` at the environment de
   same);
 * ``single``: routes/s of the single env (``RoutingEnv``).
 
-Each setting runs in a fresh subprocess per checkout (two checkouts cannot be imported into one
-process), ``PYTHONPATH`` set to the checkout; the checkouts alternate round by round, and every
-figure is the median over rounds, every ratio the median of the ratios of one round.
+Each checkout runs in a fresh subprocess per round (two checkouts cannot be imported into one
+process), ``PYTHONPATH`` set to it, where the settings are measured ``--passes`` times each,
+alternating (CPU time of the process: the machine may be shared); the checkouts alternate
+round by round. Every figure is the median over rounds of the subprocesses' medians, every
+``this/base`` ratio the median of the ratios of one round.
 
-Run: ``python benchmarks/step_overhead.py --base /work/base`` (about two minutes;
+Run: ``python benchmarks/step_overhead.py --base /work/base`` (about three minutes;
 ``--rounds 1`` for a smoke run).
 """
 
@@ -40,8 +42,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def _child(vector_routes: int, single_routes: int) -> dict[str, float]:
-    """The figures of the checkout on ``sys.path`` (run in a subprocess)."""
+def _child(vector_routes: int, single_routes: int, passes: int) -> dict[str, float]:
+    """The figures of the checkout on ``sys.path`` (run in a subprocess): each setting
+    measured ``passes`` times, the settings alternating; medians, and the vector env against
+    the static net as the median of the ratios of one pass."""
     import torch
 
     import agents
@@ -53,54 +57,53 @@ def _child(vector_routes: int, single_routes: int) -> dict[str, float]:
 
     torch.set_num_threads(1)
 
-    def vector_rate() -> float:
-        env = RoutingVectorEnv(num_envs=256, dataset="digits-mtl")
+    def trained(env: object, warm_up: int) -> tuple[object, object]:
         agent = agents.make_agent("wpl", env, seed=0)
-        agents.train(agent, env, episodes=2048, progress=False, seed=0)  # warm-up
+        agents.train(agent, env, episodes=warm_up, progress=False, seed=0)
+        return agent, env
+
+    def routes_per_second(learner: tuple[object, object], routes: int) -> float:
+        agent, env = learner
         start = clock()
-        agents.train(agent, env, episodes=vector_routes, progress=False, seed=None)
-        return vector_routes / (clock() - start)
+        agents.train(agent, env, episodes=routes, progress=False, seed=None)
+        return routes / (clock() - start)
+
+    static = Static(16)
+    for _ in range(50):
+        static.step()
 
     def static_rate() -> float:
-        static = Static(16)
-        for _ in range(50):
-            static.step()
         count, start = 0, clock()
-        while clock() - start < 1.0:
+        while clock() - start < 0.5:
             count += static.step()
         return count / (clock() - start)
 
-    def single_rate() -> float:
-        env = RoutingEnv("digits-mtl")
-        agent = agents.make_agent("wpl", env, seed=0)
-        agents.train(agent, env, episodes=300, progress=False, seed=0)  # warm-up
-        start = clock()
-        agents.train(agent, env, episodes=single_routes, progress=False, seed=None)
-        return single_routes / (clock() - start)
+    vector = trained(RoutingVectorEnv(num_envs=256, dataset="digits-mtl"), 2048)
+    frozen = trained(RoutingVectorEnv(num_envs=256, dataset="digits-mtl"), 2048)
+    single = trained(RoutingEnv("digits-mtl"), 300)
 
     def outside_ms() -> float:
         original = RoutedNetwork.add_routes
         RoutedNetwork.add_routes = lambda self, *args, **kwargs: 0  # type: ignore[method-assign]
         try:
-            rate = vector_rate()
+            rate = routes_per_second(frozen, vector_routes // passes)
         finally:
             RoutedNetwork.add_routes = original  # type: ignore[method-assign]
         return 256 / rate * 1000
 
     measures: dict[str, Callable[[], float]] = {
         "static": static_rate,
-        "vector": vector_rate,
-        "static again": static_rate,
+        "vector": lambda: routes_per_second(vector, vector_routes // passes),
         "outside": outside_ms,
-        "single": single_rate,
+        "single": lambda: routes_per_second(single, single_routes // passes),
     }
-    figures = {name: measure() for name, measure in measures.items()}
-    figures["static"] = (figures["static"] + figures.pop("static again")) / 2
-    figures["x static"] = figures["vector"] / figures["static"]
+    rounds = [{name: measure() for name, measure in measures.items()} for _ in range(passes)]
+    figures = {name: float(np.median([one[name] for one in rounds])) for name in measures}
+    figures["x static"] = float(np.median([one["vector"] / one["static"] for one in rounds]))
     return figures
 
 
-def _run(checkout: str, vector_routes: int, single_routes: int) -> dict[str, float]:
+def _run(checkout: str, vector_routes: int, single_routes: int, passes: int) -> dict[str, float]:
     environment = {**os.environ, "PYTHONPATH": checkout}
     command = [
         sys.executable,
@@ -110,6 +113,8 @@ def _run(checkout: str, vector_routes: int, single_routes: int) -> dict[str, flo
         str(vector_routes),
         "--single-routes",
         str(single_routes),
+        "--passes",
+        str(passes),
     ]
     output = subprocess.run(
         command, env=environment, check=True, capture_output=True, text=True
@@ -121,12 +126,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", required=False, help="the checkout to compare against")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--vector-routes", type=int, default=30_000)
-    parser.add_argument("--single-routes", type=int, default=3_000)
+    parser.add_argument("--vector-routes", type=int, default=30_000, help="per subprocess")
+    parser.add_argument("--single-routes", type=int, default=4_500, help="per subprocess")
+    parser.add_argument("--passes", type=int, default=3, help="measurements per subprocess")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(_child(args.vector_routes, args.single_routes)))
+        print(json.dumps(_child(args.vector_routes, args.single_routes, args.passes)))
         return
     checkouts = {"this": ROOT}
     if args.base:
@@ -135,7 +141,10 @@ def main() -> None:
     for number in range(args.rounds):
         order = list(checkouts) if number % 2 == 0 else list(reversed(checkouts))
         rounds.append(
-            {name: _run(checkouts[name], args.vector_routes, args.single_routes) for name in order}
+            {
+                name: _run(checkouts[name], args.vector_routes, args.single_routes, args.passes)
+                for name in order
+            }
         )
 
     def median(name: str, key: str) -> float:
