@@ -310,12 +310,11 @@ def decisions(
     An :class:`~agents.base.EpisodeBatch` is read from its arrays, without a loop over routes.
     """
     if isinstance(episodes, EpisodeBatch):
-        valid = episodes.valid
         return (
-            np.asarray(episodes.task, dtype=np.int64)[valid],
-            np.asarray(episodes.depth, dtype=np.int64)[valid],
-            np.asarray(episodes.actions, dtype=np.int64)[valid],
-            episodes.returns(gamma)[valid],
+            _decision_entries(episodes, np.asarray(episodes.task, dtype=np.int64)),
+            _decision_entries(episodes, np.asarray(episodes.depth, dtype=np.int64)),
+            _decision_entries(episodes, np.asarray(episodes.actions, dtype=np.int64)),
+            _decision_entries(episodes, episodes.returns(gamma)),
         )
     tasks, depths, actions, returns = [], [], [], []
     for episode in episodes:
@@ -329,6 +328,14 @@ def decisions(
         np.array(actions, dtype=np.int64),
         np.concatenate(returns),
     )
+
+
+def _decision_entries(batch: EpisodeBatch, values: np.ndarray) -> np.ndarray:
+    """``values[batch.valid]``: the ``(B, L, ...)`` entries of the decisions, route by route;
+    when every route is ``L`` long, the same entries in the same order by a reshape."""
+    if len(batch) and batch.lengths.min() == values.shape[1]:
+        return values.reshape(-1, *values.shape[2:])
+    return values[batch.valid]
 
 
 def bootstrapped_targets(
@@ -355,7 +362,7 @@ def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:
     """The ``action_mask`` of every decision of ``episodes``, in order (all actions when a
     decision's info has none)."""
     if isinstance(episodes, EpisodeBatch):
-        return as_masks(episodes.action_mask[episodes.valid])
+        return as_masks(_decision_entries(episodes, episodes.action_mask))
     everything = np.ones(num_actions)
     masks = []
     for episode in episodes:
