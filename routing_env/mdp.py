@@ -778,12 +778,10 @@ class RoutingMDP:
             alpha = squash_weight(counts, lengths, self.squash_kappa)
             weights = torch.from_numpy(alpha.astype(np.float32)).to(device)
         if len(samples) == 1:
-            # One route (the single env): narrowed views, cheaper than three gathers; the
+            # One route (the single env): slices are views, cheaper than three gathers; the
             # trainer copies them when it joins its queue into a module batch.
-            row = int(samples[0])
-            x = self._x.narrow(0, row, 1)
-            task = self._task_tensor.narrow(0, row, 1)
-            y = self._y_tensor.narrow(0, row, 1)
+            rows = slice(int(samples[0]), int(samples[0]) + 1)
+            x, task, y = self._x[rows], self._task_tensor[rows], self._y_tensor[rows]
         else:
             index = torch.from_numpy(samples).to(device)
             x = self._x.index_select(0, index)
