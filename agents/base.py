@@ -74,18 +74,18 @@ class Episode:
         ``final_info["final_reward"]`` when present and otherwise treated as part of the last
         reward (identical when ``gamma = 1``).
         """
-        rewards = np.asarray(self.rewards, dtype=np.float64)
+        # Python floats: the float64 arithmetic of NumPy scalars, without their cost.
+        rewards = np.asarray(self.rewards, dtype=np.float64).tolist()
         final = 0.0
         if self.final_info is not None and "final_reward" in self.final_info:
             final = float(self.final_info["final_reward"])
-            rewards = rewards.copy()
             rewards[-1] -= final
-        out = np.empty_like(rewards)
+        out = [0.0] * len(rewards)
         running = 0.0
         for i in range(len(rewards) - 1, -1, -1):
             running = rewards[i] + gamma * running
             out[i] = running
-        return out + final
+        return np.array(out) + final
 
 
 def route_path(info: Mapping[str, Any]) -> tuple[int, ...]:

@@ -91,8 +91,27 @@ class TabularAgent(Agent):
         :param info: holds ``action_mask``.
         :return: the action.
         """
-        batch = {"task": np.array([obs["task"]]), "depth": np.array([obs["depth"]])}
-        return int(self.act_batch(batch, info["action_mask"])[0])
+        task, depth, mask = obs["task"], obs["depth"], info["action_mask"]
+        if not (
+            type(task) is int
+            and type(depth) is int
+            and 0 <= task < self.num_tasks
+            and 0 <= depth < self.max_depth
+            and np.ndim(mask) == 1
+        ):  # anything else takes the batch path, with its checks and errors
+            batch = {"task": np.array([task]), "depth": np.array([depth])}
+            return int(self.act_batch(batch, mask)[0])
+        # act_batch on one row, with its arithmetic and its one draw.
+        allowed = np.asarray(mask) > 0
+        if not allowed.any():
+            raise ValueError(_NOTHING_ALLOWED)
+        masks = allowed[None]
+        tasks, depths = np.array([task]), np.array([depth])
+        if self.greedy:
+            scores = self.greedy_scores(tasks, depths)[0]
+            return int(np.argmax(np.where(allowed, scores, -np.inf)))
+        cdf = np.add.accumulate(self.behaviour(tasks, depths, masks)[0])
+        return int(np.count_nonzero(cdf <= self.rng.random() * cdf[-1]))
 
     def act_batch(self, obs: Mapping[str, np.ndarray], masks: np.ndarray) -> np.ndarray:
         """One action per row, as :meth:`act`, without a loop over the rows: one
@@ -173,13 +192,30 @@ class TabularAgent(Agent):
         :return: per group, ``(tasks, depths, actions, returns, masks)``: arrays of shape
             ``(N,)`` (returns ``R_i`` with :attr:`gamma`) and boolean masks ``(N, num_actions)``.
         """
-        if not episodes:
+        grouped = self.grouped_decisions(episodes)
+        if grouped is None:
             return
+        *columns, bounds = grouped
+        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            yield tuple(column[start:stop] for column in columns)
+
+    def grouped_decisions(self, episodes: Sequence[Episode]) -> tuple[np.ndarray, ...] | None:
+        """:meth:`visits` as whole arrays: the decisions ordered group after group.
+
+        :param episodes: finished routes, oldest first.
+        :return: ``(tasks, depths, actions, returns, masks, bounds)``, group ``k`` being rows
+            ``bounds[k]:bounds[k + 1]`` of the others; ``None`` without episodes.
+        """
+        if not episodes:
+            return None
         tasks, depths, actions, returns = decisions(episodes, self.gamma)
         masks = decision_masks(episodes, self.num_actions)
         check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
-        for now in visit_groups(tasks * self.max_depth + depths):
-            yield tasks[now], depths[now], actions[now], returns[now], masks[now]
+        order, bounds = visit_order(tasks * self.max_depth + depths)
+        if order is not None:
+            tasks, depths, actions = tasks[order], depths[order], actions[order]
+            returns, masks = returns[order], masks[order]
+        return tasks, depths, actions, returns, masks, bounds
 
     def route_decisions(self, episode: Episode) -> tuple[np.ndarray, ...]:
         """``(tasks, depths, actions, masks)`` of the decisions of one route, in order,
@@ -210,10 +246,15 @@ class EpsilonGreedyTabular(EpsilonSchedule, TabularAgent):
 
 def as_masks(masks: np.ndarray) -> np.ndarray:
     """Boolean ``(B, num_actions)`` masks; raises if a row allows nothing."""
-    masks = np.atleast_2d(np.asarray(masks) > 0)
-    if not masks.any(axis=1).all():
-        raise ValueError("no action is allowed by the mask of some state")
+    masks = np.asarray(masks) > 0
+    if masks.ndim < 2:
+        masks = np.atleast_2d(masks)
+    if not np.logical_and.reduce(np.logical_or.reduce(masks, axis=1), axis=None):
+        raise ValueError(_NOTHING_ALLOWED)
     return masks
+
+
+_NOTHING_ALLOWED = "no action is allowed by the mask of some state"
 
 
 def check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> None:
@@ -235,18 +276,34 @@ def check_indices(indices: tuple[np.ndarray, ...], shape: tuple[int, ...]) -> No
 def restrict(pi: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """Rows of ``pi`` restricted to the allowed actions and renormalised (uniform if all 0)."""
     pi = pi * masks
-    total = pi.sum(axis=1, keepdims=True)
+    total = np.add.reduce(pi, axis=1, keepdims=True)
+    if np.fmin.reduce(total, axis=None) > 0:  # no row is empty (fmin skips NaN rows)
+        pi /= total
+        return pi
     empty = total <= 0
     return np.where(empty, masks, pi) / np.where(empty, masks.sum(axis=1, keepdims=True), total)
 
 
 def sample(rng: np.random.Generator, probabilities: np.ndarray) -> np.ndarray:
     """One action per row by inverse CDF, from a single ``rng.random(B)`` draw."""
-    cdf = np.cumsum(probabilities, axis=1)
-    # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
-    # never belongs to a zero-probability action.
-    u = rng.random(len(probabilities)) * cdf[:, -1]
-    return (cdf <= u[:, None]).sum(axis=1)
+    count, width = probabilities.shape
+    if count < _MANY:
+        cdf = np.add.accumulate(probabilities, axis=1)
+        # rng.random() < 1 makes u < cdf[:, -1], so some CDF entry exceeds u, and the first one
+        # never belongs to a zero-probability action.
+        u = rng.random(count) * cdf[:, -1]
+        return np.count_nonzero(cdf <= u[:, None], axis=1)
+    # Many rows: the same sums, one action (a contiguous row of the transpose) at a time, in
+    # the order of np.cumsum, which is slow along short rows.
+    cdf = probabilities.T.copy()
+    for action in range(1, width):
+        np.add(cdf[action - 1], cdf[action], out=cdf[action])
+    u = rng.random(count) * cdf[-1]
+    return np.add.reduce(cdf <= u, axis=0)
+
+
+#: Rows from which :func:`sample` sums its CDF action by action.
+_MANY = 64
 
 
 def epsilon_greedy(values: np.ndarray, masks: np.ndarray, epsilon: float) -> np.ndarray:
@@ -276,12 +333,11 @@ def decisions(
     An :class:`~agents.base.EpisodeBatch` is read from its arrays, without a loop over routes.
     """
     if isinstance(episodes, EpisodeBatch):
-        valid = episodes.valid
         return (
-            np.asarray(episodes.task, dtype=np.int64)[valid],
-            np.asarray(episodes.depth, dtype=np.int64)[valid],
-            np.asarray(episodes.actions, dtype=np.int64)[valid],
-            episodes.returns(gamma)[valid],
+            _decision_entries(episodes, np.asarray(episodes.task, dtype=np.int64)),
+            _decision_entries(episodes, np.asarray(episodes.depth, dtype=np.int64)),
+            _decision_entries(episodes, np.asarray(episodes.actions, dtype=np.int64)),
+            _decision_entries(episodes, episodes.returns(gamma)),
         )
     tasks, depths, actions, returns = [], [], [], []
     for episode in episodes:
@@ -295,6 +351,14 @@ def decisions(
         np.array(actions, dtype=np.int64),
         np.concatenate(returns),
     )
+
+
+def _decision_entries(batch: EpisodeBatch, values: np.ndarray) -> np.ndarray:
+    """``values[batch.valid]``: the ``(B, L, ...)`` entries of the decisions, route by route;
+    when every route is ``L`` long, the same entries in the same order by a reshape."""
+    if len(batch) and batch.lengths.min() == values.shape[1]:
+        return values.reshape(-1, *values.shape[2:])
+    return values[batch.valid]
 
 
 def bootstrapped_targets(
@@ -321,7 +385,7 @@ def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:
     """The ``action_mask`` of every decision of ``episodes``, in order (all actions when a
     decision's info has none)."""
     if isinstance(episodes, EpisodeBatch):
-        return as_masks(episodes.action_mask[episodes.valid])
+        return as_masks(_decision_entries(episodes, episodes.action_mask))
     everything = np.ones(num_actions)
     masks = []
     for episode in episodes:
@@ -343,6 +407,27 @@ def visit_index(states: np.ndarray) -> np.ndarray:
     index = np.empty(len(states), dtype=np.int64)
     index[order] = rank
     return index
+
+
+def visit_order(states: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
+    """:func:`visit_groups` as one permutation: ``order`` lists the decisions group after
+    group (``None`` when that is their own order) and group ``k`` is
+    ``order[bounds[k]:bounds[k + 1]]``."""
+    states = np.asarray(states)
+    count = len(states)
+    if count <= _FEW and len(set(states.tolist())) == count:
+        # Distinct states (one route: each decision at its own depth) make one group.
+        return None, np.array([0, count] if count else [0], dtype=np.int64)
+    visit = visit_index(states)
+    order = np.argsort(visit, kind="stable")
+    sizes = np.bincount(visit)
+    bounds = np.zeros(len(sizes) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=bounds[1:])
+    return order, bounds
+
+
+#: Decisions few enough that checking them for distinct states costs less than grouping them.
+_FEW = 16
 
 
 def visit_groups(states: np.ndarray) -> list[np.ndarray]:

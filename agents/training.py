@@ -224,7 +224,10 @@ def train(
             before = number
             while len(finished):
                 room = min(epoch_length - number % epoch_length, episodes - number)
-                part, finished = finished[:room], finished[room:]
+                if room >= len(finished):  # the whole batch fits in the epoch: no slicing
+                    part, finished = finished, ()
+                else:
+                    part, finished = finished[:room], finished[room:]
                 agent.learn_batch(part)
                 returns.extend(part.total_rewards().tolist())
                 hits.extend(_hits(part.final_info["correct"]))
@@ -424,6 +427,21 @@ def _batch(
     first = int(starts.min())
     lengths = last - starts + 1
     width = int(lengths.max())
+    if (starts == first).all():
+        # The routes began together (and end together): the steps stacked, no padding.
+        every = len(rows) == len(steps[last][4])  # the rows are distinct and in order
+        stacked = [
+            np.stack(
+                [
+                    steps[number][field] if every else steps[number][field][rows]
+                    for number in range(first, last + 1)
+                ],
+                axis=1,
+            ).astype(template.dtype, copy=False)
+            for field, template in enumerate(steps[last])
+        ]
+        activation, task, depth, masks, actions, rewards = stacked
+        return EpisodeBatch(activation, task, depth, masks, actions, rewards, lengths, final_info)
     stacked = []
     for field, template in enumerate(steps[last]):
         padding = -1 if field == 4 else 0  # actions are padded with -1
@@ -446,12 +464,17 @@ def _final_columns(infos: Mapping[str, Any], rows: np.ndarray) -> dict[str, np.n
             "a route ended but the vector env's infos have no 'final_info': vector training "
             "needs same-step autoreset with the finished routes' infos kept (RoutingVectorEnv)"
         )
-    return {key: np.asarray(value)[rows] for key, value in batched.items() if key[0] != "_"}
+    columns = {key: np.asarray(value) for key, value in batched.items() if key[0] != "_"}
+    # Every row, in order (rows are distinct and sorted): copies, cheaper than gathers.
+    return {
+        key: column.copy() if len(column) == len(rows) else column[rows]
+        for key, column in columns.items()
+    }
 
 
 def _hits(correct: np.ndarray) -> list[bool]:
     """``bool(info["correct"])`` of each route (``None`` for regression counts as a miss)."""
-    return [bool(value) for value in correct.tolist()]
+    return np.asarray(correct).astype(bool).tolist()
 
 
 def write_results(history: Mapping[str, Any], out_dir: str | os.PathLike) -> str:

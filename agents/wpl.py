@@ -98,7 +98,8 @@ class WPL(TabularAgent):
 
     def behaviour(self, tasks: np.ndarray, depths: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """``pi_s`` restricted to the allowed actions and renormalised."""
-        return restrict(self.pi[tasks, depths], masks)
+        states = tasks * self.max_depth + depths  # rows of the flat table: one gather
+        return restrict(self.pi.reshape(-1, self.num_actions).take(states, axis=0), masks)
 
     def greedy_scores(self, tasks: np.ndarray, depths: np.ndarray) -> np.ndarray:
         """``pi_s``: greedy mode takes the most probable allowed action."""
@@ -110,57 +111,102 @@ class WPL(TabularAgent):
         """Same result as :meth:`learn` on each route in order.
 
         A decision reads and writes only its own state's ``pi`` and ``Rbar``, so the ``k``-th
-        visits of all the states are applied together (:meth:`~TabularAgent.visits`).
+        visits of all the states are applied together (:meth:`~TabularAgent.visits`): one
+        vectorised step of ``000`` Algorithm 5.1 per group, each line on all of the group's
+        states at once, with the arithmetic of one decision at a time.
 
         :param episodes: finished routes, oldest first.
         """
+        grouped = self.grouped_decisions(episodes)
+        if grouped is None:
+            return
+        tasks, depths, actions, returns, masks, bounds = grouped
         # The updates read and write the tables through flat (state, action) views.
         self.pi = np.ascontiguousarray(self.pi)
         self.rbar = np.ascontiguousarray(self.rbar)
-        pi_table = self.pi.reshape(-1, self.num_actions)
         rbar_table = self.rbar.reshape(-1)
-        for tasks, depths, actions, returns, masks in self.visits(episodes):
-            states = tasks * self.max_depth + depths
-            self._update(pi_table, rbar_table, states, actions, returns, masks)
+        states = tasks * self.max_depth + depths
+        num_actions = self.num_actions
+        # Per decision, once for the batch: the masks as factors (x * 1.0 is x, as x * True)
+        # and the entries they keep, lr * R, the flat indices of the decision's table row, and
+        # of its action among its group's rows.
+        factors = masks.astype(np.float64)
+        kept = ~masks
+        scaled = self.lr * returns
+        entries = states[:, None] * num_actions + np.arange(num_actions)
+        row = np.arange(len(states))
+        taken = row * num_actions + actions
+        # Masked entries of the acting policy are 0 and stay 0 through the clip, unless an
+        # action was masked (an invalid-action route) or min_prob lifts them.
+        remask = self.min_prob > 0 or not masks.reshape(-1).take(taken).all()
+        if len(bounds) > 2:  # the actions' entries counted from their group's first row
+            taken -= np.repeat(bounds[:-1] * num_actions, bounds[1:] - bounds[:-1])
+        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            now = slice(start, stop)
+            self._update(
+                rbar_table,
+                states[now],
+                returns[now],
+                scaled[now],
+                factors[now],
+                kept[now],
+                entries[now],
+                taken[now],
+                remask,
+            )
 
     def _update(
         self,
-        pi_table: np.ndarray,
         rbar_table: np.ndarray,
         states: np.ndarray,
-        actions: np.ndarray,
         returns: np.ndarray,
-        masks: np.ndarray,
+        scaled: np.ndarray,
+        factors: np.ndarray,
+        kept: np.ndarray,
+        entries: np.ndarray,
+        taken: np.ndarray,
+        remask: bool,
     ) -> None:
-        """One WPL step in each of several distinct states (rows of the flat tables)."""
-        rows = np.arange(len(actions))
-        rbar = (1.0 - self.lr) * rbar_table[states] + self.lr * returns  # Alg. 5.1 line 5
-        rbar_table[states] = rbar
-        delta = returns - rbar  # line 7, with the updated Rbar
-        table = pi_table[states]
+        """One WPL step in each of several distinct states: ``scaled = lr * returns``,
+        ``factors`` the masks as floats and ``kept`` their complement, ``entries`` the states'
+        rows in the flat ``pi``, ``taken`` the flat index of each row's action in a
+        ``(rows, actions)`` array, ``remask`` whether masked entries must be zeroed again
+        after the clip."""
+        pi_flat = self.pi.reshape(-1)
+        rbar = rbar_table.take(states)
+        rbar *= 1.0 - self.lr
+        rbar += scaled  # Alg. 5.1 line 5: (1 - lr) Rbar + lr R
+        rbar_table.put(states, rbar)
+        delta = np.subtract(returns, rbar, out=rbar)  # line 7, with the updated Rbar
+        table = pi_flat.take(entries)
         # The policy that acted: the table restricted to the allowed actions (as `restrict`).
-        allowed = table * masks
-        allowed_share = allowed.sum(axis=1, keepdims=True)
-        if (allowed_share > 0).all():
-            pi = allowed / allowed_share
+        pi = table * factors
+        allowed_share = np.add.reduce(pi, axis=1, keepdims=True)
+        if np.minimum.reduce(allowed_share, axis=None) > 0:  # NaN fails, as in (share > 0).all()
+            pi /= allowed_share
         else:
-            pi = restrict(table, masks)
-        pi_a = pi[rows, actions]
+            pi = restrict(table, ~kept)
+        pi_a = pi.take(taken)
         if self.weighting == "original":
             delta *= np.where(delta > 0, 1.0 - pi_a, pi_a)  # 001 7.4 and JAIR 2008
         else:
             delta *= np.where(delta < 0, 1.0 - pi_a, pi_a)  # lines 9-12 as printed
-        pi[rows, actions] += self.lr * delta  # line 13: pi + lr * onehot(a) * delta ...
+        delta *= self.lr
+        pi_a += delta  # line 13: pi + lr * onehot(a) * delta ...
+        pi.put(taken, pi_a)
         np.maximum(pi, self.min_prob, out=pi)  # ... projected: clip to [0, 1] ...
         np.minimum(pi, 1.0, out=pi)
-        pi *= masks
-        total = pi.sum(axis=1, keepdims=True)
-        empty = total[:, 0] <= 0
-        if empty.any():
+        if remask:
+            pi *= factors
+        total = np.add.reduce(pi, axis=1, keepdims=True)
+        if np.fmin.reduce(total, axis=None) <= 0:  # fmin skips NaN, as (total <= 0).any()
             # A pure strategy whose only action is pushed below 0 leaves nothing to
             # normalise (the seeds do not say what happens); restart that state from
             # uniform, not NaN.
-            pi[empty] = masks[empty]
-            total = pi.sum(axis=1, keepdims=True)
+            empty = total[:, 0] <= 0
+            pi[empty] = factors[empty]
+            total = np.add.reduce(pi, axis=1, keepdims=True)
         pi /= total  # ... and divide by the sum
-        pi_table[states] = np.where(masks, pi * allowed_share, table)
+        pi *= allowed_share  # written back scaled to the allowed actions' share
+        np.copyto(pi, table, where=kept)
+        pi_flat.put(entries, pi)

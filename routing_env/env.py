@@ -194,6 +194,9 @@ class RoutingEnv(RoutingMDP, gym.Env):
         self._path = np.full(net.max_depth, -1, dtype=np.int64)
         self._length = 0
         self._index = -1
+        self._task_now = 0  # the task of sample _index
+        self._num_actions = net.num_actions
+        self._activation_dim = net.activation_dim
         self._last_info: dict[str, Any] = {}
         # Exploration marks (mark_exploratory): the next decision's, and the route's count.
         self._next_exploratory = False
@@ -210,8 +213,9 @@ class RoutingEnv(RoutingMDP, gym.Env):
         if options and "sample_index" in options:
             index = self._check_sample_index(options["sample_index"])
         else:
-            index = int(self._stream.take(1, self.np_random)[0])
+            index = self._stream.take_one(self.np_random)
         self._index = index
+        self._task_now = int(self._task[index])
         self._h = self.network.embed_sample(self._x[index])
         self._depth = 0
         self._path.fill(-1)
@@ -231,20 +235,22 @@ class RoutingEnv(RoutingMDP, gym.Env):
                     "step() called after the route ended (terminated=True); call reset() first"
                 )
             raise RuntimeError("step() called before reset()")
-        actions = self._check_actions((action,), _NAMES)
-        action = int(actions[0])
+        if type(action) is int and 0 <= action < self._num_actions:
+            pass  # the common case, checked without arrays
+        else:
+            action = int(self._check_actions((action,), _NAMES)[0])
         self._exploratory_count += self._next_exploratory
         self._next_exploratory = False
         net = self.network
         depth = self._depth
-        allowed = self._allowed[depth, actions]
-        if not allowed[0]:
-            self._refuse_masked(allowed, np.array([depth]), actions, _NAMES)
+        if not self._allowed[depth, action]:
+            actions = np.array([action])
+            self._refuse_masked(np.zeros(1, dtype=bool), np.array([depth]), actions, _NAMES)
             self._path[self._length] = action
             self._length += 1
             return self._end(reward=0.0, outputs=None)
 
-        reward = float(self._collaboration_rewards(actions, depth, None)[0])
+        reward = self._collaboration_reward(action, depth)
         self._path[self._length] = action
         self._length += 1
         stop = self._recurrent and action == self._extra
@@ -252,8 +258,7 @@ class RoutingEnv(RoutingMDP, gym.Env):
             self._h = net.step_sample(self._h, depth, action)
             self._depth += 1
         if stop or self._depth == net.max_depth:
-            task = int(self._task[self._index])
-            return self._end(reward, net.outputs_sample(self._h, task))
+            return self._end(reward, net.outputs_sample(self._h, self._task_now))
         mask = self._masks[self._depth]
         self._last_info = self._route_info(mask, self._path, self._index)
         return self._observe(self._h, mask), reward, False, False, dict(self._last_info)
@@ -262,30 +267,28 @@ class RoutingEnv(RoutingMDP, gym.Env):
         self, reward: float, outputs: np.ndarray | None
     ) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """End the route: judged on ``outputs``, or ended by a masked action (``None``)."""
-        columns = self._end_routes(
-            np.array([self._index]),
-            self._path[None],
-            np.array([self._length]),
-            np.zeros((0, 0), dtype=np.float32) if outputs is None else outputs[None],
-            judged=None if outputs is not None else np.zeros(1, dtype=bool),
-            exploratory=np.array([self._exploratory_count]) if self.squash_kappa else None,
+        self._last_info = self._end_route(
+            self._index,
+            self._path,
+            self._length,
+            outputs,
+            self._exploratory_count if self.squash_kappa else None,
         )
         self._route_active = False
         self._ended = True
-        self._last_info = self._info_row(columns, 0)
         final = self._last_info["final_reward"]
         h = self._h if outputs is None else outputs
         observation = self._observe(h, self._terminal_mask, depth=self._length)
         return observation, reward + final, True, False, dict(self._last_info)
 
     def _observe(self, h: np.ndarray, mask: np.ndarray, depth: int | None = None) -> Any:
-        activation = np.zeros(self.network.activation_dim, dtype=np.float32)
+        activation = np.zeros(self._activation_dim, dtype=np.float32)
         activation[: h.shape[0]] = h
         return self._observation(
             activation,
-            int(self._task[self._index]),
+            self._task_now,
             self._depth if depth is None else depth,
-            mask.copy(),
+            mask.copy() if self.mask_in_observation else None,
         )
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -319,6 +322,7 @@ class RoutingEnv(RoutingMDP, gym.Env):
         self._ended = False
         if route is not None:
             self._index = int(route["index"])
+            self._task_now = int(self._task[self._index])
             self._h = np.asarray(route["h"], dtype=np.float32)
             self._depth = int(route["depth"])
             self._path = np.asarray(route["path"], dtype=np.int64).copy()

@@ -52,6 +52,7 @@ from routing_env.network import RoutedNetwork, RouteGraph
 from routing_env.rewards import (
     FINAL_REWARDS,
     SelectionHistory,
+    final_reward,
     final_rewards,
     invalid_action_reward,
 )
@@ -188,6 +189,15 @@ class SampleStream:
             raise ValueError("the saved sample order is not a pass over this stream's samples")
         self._order = order
         self._position = int(state["position"])
+
+    def take_one(self, rng: np.random.Generator) -> int:
+        """``int(take(1, rng)[0])``, without building arrays."""
+        if self._position >= len(self.samples):
+            self._position = 0
+            if self.shuffle:
+                self._order = rng.permutation(self.samples)
+        self._position += 1
+        return int(self._order[self._position - 1])
 
     def take(self, count: int, rng: np.random.Generator) -> np.ndarray:
         """The next ``count`` split indices (int64), a new pass whenever one runs out."""
@@ -356,6 +366,12 @@ class RoutingMDP:
         self._eye_task = np.eye(self.dataset.num_tasks, dtype=np.float32)
         self._eye_depth = np.eye(net.max_depth + 1, dtype=np.float32)
         self._column_templates: dict[int, dict[str, np.ndarray]] = {}
+        # One route's "not final" info in key order (the per-route keys filled per info), and
+        # the values that are arrays, which each info gets a copy of.
+        self._info_template = {key: self._not_final.get(key) for key in INFO_KEYS}
+        self._info_arrays = tuple(
+            key for key, value in self._not_final.items() if isinstance(value, np.ndarray)
+        )
 
     # ------------------------------------------------------------------ construction
 
@@ -464,6 +480,23 @@ class RoutingMDP:
         if self.mask_in_observation:
             observation["action_mask"] = mask
         return observation
+
+    def _row_observations(
+        self, activation: np.ndarray, tasks: list[int], depths: list[int], mask: np.ndarray | None
+    ) -> list[Any]:
+        """:meth:`_observation` of each row of a batch (``tasks`` and ``depths`` ints), as
+        single observations; each gets its own copy of ``mask`` (read only with
+        ``mask_in_observation``)."""
+        if not (self.flatten_observation or self.mask_in_observation):
+            # The default layout, built directly: this runs once per finished route.
+            return [
+                {"activation": row, "task": task, "depth": depth}
+                for row, task, depth in zip(activation, tasks, depths, strict=True)
+            ]
+        return [
+            self._observation(row, task, depth, None if mask is None else mask.copy())
+            for row, task, depth in zip(activation, tasks, depths, strict=True)
+        ]
 
     # ------------------------------------------------------------------ seeding and samples
 
@@ -576,6 +609,20 @@ class RoutingMDP:
                 history.record_many(layers, chosen)
         return rewards
 
+    def _collaboration_reward(self, action: int, depth: int) -> float:
+        """:meth:`_collaboration_rewards` of one allowed decision (the single env's step)."""
+        if action == self._extra or not (self.collaboration_reward or self.train_modules):
+            return 0.0
+        layer = 0 if self._recurrent else depth
+        history = self.network.selection_history
+        reward = 0.0
+        if self.collaboration_reward:
+            scale = self.collaboration_reward / self.network.max_depth
+            reward += scale * history.frequency(layer, action)
+        if self.train_modules:
+            history.record(layer, action)
+        return float(reward)
+
     # ------------------------------------------------------------------ the end of a route
 
     def _end_routes(
@@ -653,6 +700,66 @@ class RoutingMDP:
                 )
         return {key: columns[key] for key in INFO_KEYS}
 
+    def _end_route(
+        self,
+        sample: int,
+        path: np.ndarray,
+        length: int,
+        outputs: np.ndarray | None,
+        exploratory: int | None = None,
+    ) -> dict[str, Any]:
+        """:meth:`_end_routes` of one route, as its info (Python scalars, arrays): the single
+        env's end of a route, without info columns.
+
+        Args:
+            sample: the route's split index.
+            path: ``(max_depth,)`` its actions, padded with -1 (the masked action included).
+            length: its decisions.
+            outputs: its output vector, or ``None`` for a route ended by a masked action.
+            exploratory: its exploratory decisions, or ``None`` (none).
+        """
+        info = self._info_template.copy()
+        for key in self._info_arrays:
+            info[key] = info[key].copy()
+        info["action_mask"] = self._terminal_mask.copy()
+        info["route_done"] = True
+        info["path"] = np.array(path, dtype=np.int64)
+        info["sample_index"] = int(sample)
+        label = self._y[sample]
+        if self._classification:
+            info["label"] = int(label)
+        elif label.ndim:
+            info["label"] = label.astype(np.float32)
+        else:
+            info["label"] = float(label)
+        if outputs is None:
+            info["invalid_action"] = True
+            info["final_reward"] = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
+            return info
+        loss = float(self.network.losses_numpy(outputs[None], self._y[sample : sample + 1])[0])
+        info["loss"] = loss
+        correct = False
+        if self._classification:
+            prediction = int(outputs.argmax())
+            correct = prediction == info["label"]
+            info["prediction"] = prediction
+            info["correct"] = correct
+        elif label.ndim:
+            info["prediction"] = outputs.reshape(label.shape).astype(np.float32)
+        else:
+            info["prediction"] = float(outputs.reshape(-1)[0])
+        info["final_reward"] = final_reward(self.reward_kind, correct, loss)
+        if self.train_modules:
+            self._train_on(
+                np.array([sample]),
+                np.array(path, dtype=np.int64)[None],
+                np.array([length]),
+                None if exploratory is None else np.array([exploratory]),
+                None,
+                None,
+            )
+        return info
+
     def _train_on(
         self,
         samples: np.ndarray,
@@ -680,11 +787,12 @@ class RoutingMDP:
             x = self._x.index_select(0, index)
             task = self._task_tensor.index_select(0, index)
             y = self._y_tensor.index_select(0, index)
+        routes = torch.from_numpy(paths)
         net.add_routes(
             x if inputs is None else inputs,
             task,
             y,
-            torch.from_numpy(paths).to(device),
+            routes if device.type == "cpu" else routes.to(device),
             graph=graph,
             weights=weights,
         )
@@ -723,14 +831,13 @@ class RoutingMDP:
 
     def _route_info(self, mask: np.ndarray, path: np.ndarray, sample_index: int) -> dict[str, Any]:
         """The info of one route still running: its mask, path so far and sample."""
-        info = {
-            key: value.copy() if isinstance(value, np.ndarray) else value
-            for key, value in self._not_final.items()
-        }
+        info = self._info_template.copy()
+        for key in self._info_arrays:
+            info[key] = info[key].copy()
         info["action_mask"] = mask.copy()
         info["path"] = path.copy()
         info["sample_index"] = int(sample_index)
-        return {key: info[key] for key in INFO_KEYS}
+        return info
 
     @staticmethod
     def _info_row(columns: Mapping[str, np.ndarray], row: int) -> dict[str, Any]:

@@ -444,14 +444,12 @@ class RoutingVectorEnv(RoutingMDP, VectorEnv):
         tasks_done = self._task_now[rows_done].tolist()
         lengths = self._path_length[rows_done].tolist()
         terminal = self._terminal_mask if self.mask_in_observation else None
-        final_obs = np.empty(self.num_envs, dtype=object)
-        final_obs[rows_done] = _objects(
-            (
-                self._observation(a, t, d, None if terminal is None else terminal.copy())
-                for a, t, d in zip(activation, tasks_done, lengths, strict=True)
-            ),
-            len(rows_done),
-        )
+        observations = self._row_observations(activation, tasks_done, lengths, terminal)
+        if everyone:
+            final_obs = _objects(observations, self.num_envs)
+        else:
+            final_obs = np.empty(self.num_envs, dtype=object)
+            final_obs[rows_done] = _objects(observations, len(rows_done))
         final_info: dict[str, Any] = {}
         for key in INFO_KEYS:
             if everyone:

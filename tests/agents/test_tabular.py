@@ -14,7 +14,7 @@ from agents.base import Episode, EpisodeBatch
 from agents.persistence import load, save
 from agents.q_learning import QLearning
 from agents.reinforce import Reinforce
-from agents.tabular import visit_groups, visit_index
+from agents.tabular import sample, visit_groups, visit_index
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 
@@ -128,6 +128,79 @@ def test_wpl_masked_actions_keep_their_share():
     # [0.625, 0.5] / 1.125 = [5/9, 4/9], written back into the allowed share 2/3
     np.testing.assert_allclose(agent.pi[0, 0], [10 / 27, 8 / 27, 1 / 3])
     np.testing.assert_allclose(agent.policy(0, 0, np.array([1, 1, 0])), [5 / 9, 4 / 9, 0])
+
+
+def reference_wpl(agent: WPL, routes: list[Episode]) -> tuple[np.ndarray, np.ndarray]:
+    """``000`` Algorithm 5.1 written out one decision at a time, route by route (the tables
+    WPL.learn_batch must give exactly; the masks as in its docstring)."""
+    pi, rbar, lr = agent.pi.copy(), agent.rbar.copy(), agent.lr
+    for route in routes:
+        for i, R in enumerate(route.returns(agent.gamma)):
+            t, d = route.observations[i]["task"], route.observations[i]["depth"]
+            a = route.actions[i]
+            info = route.infos[i] if route.infos else {}
+            mask = np.asarray(info.get("action_mask", np.ones(agent.num_actions))) > 0
+            rbar[t, d] = (1.0 - lr) * rbar[t, d] + lr * R
+            delta = R - rbar[t, d]
+            old = pi[t, d].copy()
+            share = (old * mask).sum()
+            acting = old * mask / share if share > 0 else mask / mask.sum()
+            if agent.weighting == "original":
+                delta *= (1.0 - acting[a]) if delta > 0 else acting[a]
+            else:
+                delta *= (1.0 - acting[a]) if delta < 0 else acting[a]
+            acting[a] += lr * delta
+            acting = np.minimum(np.maximum(acting, agent.min_prob), 1.0) * mask
+            if acting.sum() <= 0:
+                acting = mask.astype(float)
+            acting /= acting.sum()
+            pi[t, d] = np.where(mask, acting * share, old)
+    return pi, rbar
+
+
+def wpl_routes(seed: int, count: int, invalid: float) -> list[Episode]:
+    """Routes over 2 tasks and 3 depths (states visited many times), random masks, a share
+    ``invalid`` of masked actions taken (routes ended by an invalid action) and rewards large
+    enough to push a state to a pure strategy and below."""
+    rng = np.random.default_rng(seed)
+    routes = []
+    for _ in range(count):
+        task, length = int(rng.integers(2)), int(rng.integers(1, 4))
+        masks = [(rng.random(5) < 0.7).astype(np.int8) for _ in range(length)]
+        for mask in masks:
+            mask[rng.integers(5)] = 1
+        actions = [
+            int(rng.integers(5)) if rng.random() < invalid else int(rng.choice(np.flatnonzero(m)))
+            for m in masks
+        ]
+        rewards = (rng.normal(size=length) * rng.choice([0.5, 8.0])).tolist()
+        observations = [obs(task, d) for d in range(length)]
+        infos = [{"action_mask": m} for m in masks]
+        final = {"final_reward": rewards[-1]}
+        routes.append(Episode(observations, actions, rewards, infos, final_info=final))
+    return routes
+
+
+@pytest.mark.parametrize("invalid", [0.0, 0.1])
+@pytest.mark.parametrize(
+    "options", [{}, {"weighting": "printed"}, {"min_prob": 0.05}, {"gamma": 0.7, "lr": 0.9}]
+)
+def test_wpl_learn_batch_is_algorithm_5_1_one_decision_at_a_time(options, invalid):
+    """The vectorised update (groups of states, lines applied to whole groups) against the
+    plain loop, exactly, on random routes with repeated states, masks and invalid actions."""
+    routes = wpl_routes(seed=5, count=300, invalid=invalid)
+    options = {"lr": 0.5, **options}
+    expected = reference_wpl(WPL(2, 3, 5, **options), routes)
+    batched, listed = WPL(2, 3, 5, **options), WPL(2, 3, 5, **options)
+    batch = as_batch(routes, num_actions=5)
+    batched.learn_batch(batch[:170])
+    batched.learn_batch(batch[170:])
+    listed.learn_batch(routes)
+    for agent in (batched, listed):
+        np.testing.assert_array_equal(agent.pi, expected[0])
+        np.testing.assert_array_equal(agent.rbar, expected[1])
+    if not batched.min_prob:
+        assert (batched.pi == 0).any(), "some action should have been pushed to 0"
 
 
 def test_wpl_rejects_unknown_weighting():
@@ -449,6 +522,24 @@ def test_visit_index_counts_earlier_visits_of_the_same_state():
     for k, group in enumerate(groups):
         assert (np.diff(group) > 0).all() and (visit_index(states)[group] == k).all()
     assert visit_groups(np.array([], dtype=np.int64)) == []
+
+
+@pytest.mark.parametrize(("count", "width"), [(1, 4), (20, 11), (64, 11), (300, 5), (100, 1)])
+def test_sample_is_the_inverse_cdf_of_one_draw_per_row(count, width):
+    """The rows' actions against np.cumsum and one rng.random(count) draw, exactly (the CDF
+    is summed action by action for many rows)."""
+    rng = np.random.default_rng(count)
+    probabilities = rng.random((count, width)) ** 3
+    probabilities[rng.random((count, width)) < 0.3] = 0.0
+    probabilities[:, -1] += 1e-3
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    got = sample(np.random.default_rng(7), probabilities)
+    cdf = np.cumsum(probabilities, axis=1)
+    u = np.random.default_rng(7).random(count) * cdf[:, -1]
+    expected = (cdf <= u[:, None]).sum(axis=1)
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+    assert (probabilities[np.arange(count), got] > 0).all()
 
 
 @pytest.mark.parametrize("cls", AGENTS)
