@@ -49,6 +49,10 @@ class QLearning(EpsilonGreedyTabular):
     ``1 - epsilon`` and each other one ``epsilon / (n - 1)``; epsilon can anneal linearly.
     Greedy mode takes the allowed action with the largest value, the lowest index on ties.
 
+    ``agents.make_agent("q", env)`` builds it with ``lr=0.01`` and ``epsilon=0.01``
+    (:data:`routing_env.settings.ROUTER_DEFAULTS`): with this class's ``lr=0.1``, ``epsilon=0.1``
+    per-task Q falls back to the majority rate of DigitsMTL after about 25k routes.
+
     Arguments: those of :class:`~agents.tabular.EpsilonGreedyTabular` (``lr`` is ``alpha``), and:
 
     :param target: ``"bootstrap"`` (eq. 3.2, the default) or ``"return"`` (Monte Carlo).

@@ -12,21 +12,26 @@ env, **options)``) in the variants asked for. Every ``--every`` routes the run p
   last measurement (read from the Q table);
 * ``rivals d0/d1/d2``: per task, the allowed non-greedy actions whose value is within
   ``RIVAL_MARGIN`` of the greedy one (mean over tasks): 0 while the greedy route is locked in,
-  all of them (10 at depths 0-1, 9 at depth 2) when the values no longer tell modules apart;
+  all of them (10 at depths 0-1, 9 at depth 2 on DigitsMTL) when the values no longer tell
+  modules apart;
 * ``spread d0/d1/d2``: per task, the largest minus the smallest value among the actions tried
   at that depth (mean over tasks);
-* ``routes``: distinct greedy routes among the 10 tasks;
+* ``routes``: distinct greedy routes among the tasks;
 * ``stab``, ``drift``: the instruments' map stability and return drift (``routing_env.metrics``).
 
-Variants (``--variants``, comma-separated): ``default`` (``epsilon=0.1``, ``lr=0.1``),
+Variants (``--variants``, comma-separated), each changing one thing from ``class``, the
+class's own ``lr=0.1``, ``epsilon=0.1`` (what ``make_agent("q", env)`` built before issue 17):
 ``epsilon-0.01``, ``epsilon-0.03``, ``lr-0.01``, ``lr-0.5``, ``epsilon-anneal`` (0.1 to 0 over
 50k routes), ``optimistic`` (Q starts at 1, the largest return), ``return`` (Monte Carlo
 target), ``return-lr-0.01``, ``rho-0.3`` (collaboration reward 0.3, ``001`` section 4),
-``module-lr-0.1``; and ``wpl`` (per-task WPL with its defaults, for comparison).
+``module-lr-0.1``; ``defaults`` (``make_agent("q", env)`` now: ``lr=0.01``, ``epsilon=0.01``)
+and ``defaults-peer-modules`` (the peer's module SGD lr 0.01, batch 64); ``wpl`` and
+``wpl-peer-modules`` (per-task WPL with its defaults, for comparison). ``--dataset`` runs them
+on another suite (``synthetic-mtl``, ``mnist1d-mtl``).
 
 Run from the repository root (about 1-2 minutes per 100k-route run on a free core)::
 
-    PYTHONPATH=. python benchmarks/q_learning_digits.py --variants default,lr-0.01 \
+    PYTHONPATH=. python benchmarks/q_learning_digits.py --variants class,defaults \
         --routes 100000 --every 10000 --seeds 0
 """
 
@@ -49,20 +54,29 @@ RIVAL_MARGIN = 0.05
 EVAL_EPISODES = 1000
 NUM_ENVS = 256
 
-#: name -> (router, router options, environment options)
+#: QLearning's own defaults, which ``make_agent("q", env)`` used before issue 17.
+CLASS = {"lr": 0.1, "epsilon": 0.1}
+#: The module settings of the peer's measurement (PytorchRouting: SGD 0.01, batch 64).
+PEER_MODULES = {"module_lr": 0.01, "module_batch_size": 64}
+
+#: name -> (router, router options, environment options); each Q variant changes one thing
+#: from ``CLASS`` unless its name says otherwise.
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "default": ("q", {}, {}),
-    "epsilon-0.01": ("q", {"epsilon": 0.01}, {}),
-    "epsilon-0.03": ("q", {"epsilon": 0.03}, {}),
-    "lr-0.01": ("q", {"lr": 0.01}, {}),
-    "lr-0.5": ("q", {"lr": 0.5}, {}),
-    "epsilon-anneal": ("q", {"epsilon_final": 0.0, "epsilon_decay_episodes": 50_000}, {}),
-    "optimistic": ("q", {"initial_value": 1.0}, {}),
-    "return": ("q", {"target": "return"}, {}),
-    "return-lr-0.01": ("q", {"target": "return", "lr": 0.01}, {}),
-    "rho-0.3": ("q", {}, {"collaboration_reward": 0.3}),
-    "module-lr-0.1": ("q", {}, {"module_lr": 0.1}),
+    "class": ("q", CLASS, {}),
+    "epsilon-0.01": ("q", {**CLASS, "epsilon": 0.01}, {}),
+    "epsilon-0.03": ("q", {**CLASS, "epsilon": 0.03}, {}),
+    "lr-0.01": ("q", {**CLASS, "lr": 0.01}, {}),
+    "lr-0.5": ("q", {**CLASS, "lr": 0.5}, {}),
+    "epsilon-anneal": ("q", {**CLASS, "epsilon_final": 0.0, "epsilon_decay_episodes": 50_000}, {}),
+    "optimistic": ("q", {**CLASS, "initial_value": 1.0}, {}),
+    "return": ("q", {**CLASS, "target": "return"}, {}),
+    "return-lr-0.01": ("q", {**CLASS, "target": "return", "lr": 0.01}, {}),
+    "rho-0.3": ("q", CLASS, {"collaboration_reward": 0.3}),
+    "module-lr-0.1": ("q", CLASS, {"module_lr": 0.1}),
+    "defaults": ("q", {}, {}),
+    "defaults-peer-modules": ("q", {}, PEER_MODULES),
     "wpl": ("wpl", {}, {}),
+    "wpl-peer-modules": ("wpl", {}, PEER_MODULES),
 }
 
 
@@ -89,10 +103,12 @@ def table_stats(agent: QLearning, masks: np.ndarray, tried: np.ndarray) -> dict[
     }
 
 
-def run(variant: str, seed: int, routes: int, every: int) -> dict[str, Any]:
+def run(
+    variant: str, seed: int, routes: int, every: int, dataset: str = "digits-mtl"
+) -> dict[str, Any]:
     """Train one variant and measure it every ``every`` routes; prints a line per measurement."""
     router, options, env_options = VARIANTS[variant]
-    env = RoutingVectorEnv(num_envs=NUM_ENVS, dataset="digits-mtl", **env_options)
+    env = RoutingVectorEnv(num_envs=NUM_ENVS, dataset=dataset, **env_options)
     agent = make_agent(router, env, seed=seed, **options)
     network = env.network
     masks = np.stack([network.action_mask(d) for d in range(network.max_depth)]).astype(bool)
@@ -111,7 +127,7 @@ def run(variant: str, seed: int, routes: int, every: int) -> dict[str, Any]:
             stats.append(table_stats(agent, masks, tried))
         return {"train_accuracy": history["final"]["train_accuracy"]}
 
-    print(f"\n## {variant}, seed {seed}: {router} {options or ''} env {env_options or ''}")
+    print(f"\n## {dataset} {variant}, seed {seed}: {router} {options or ''} {env_options or ''}")
     table = "flip d0/d1/d2  | rivals d0/d1/d2 | spread d0/d1/d2  | routes" if tabular else ""
     print(f"  routes   test  train | {table}  stab  drift")
     start = time.perf_counter()
@@ -141,6 +157,7 @@ def run(variant: str, seed: int, routes: int, every: int) -> dict[str, Any]:
     print(f"  ({seconds:.0f} s)")
     return {
         "variant": variant,
+        "dataset": dataset,
         "seed": seed,
         "routes": history["routes"],
         "test_accuracy": history["accuracy"],
@@ -157,10 +174,11 @@ def run(variant: str, seed: int, routes: int, every: int) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="default,lr-0.01", help=", ".join(VARIANTS))
+    parser.add_argument("--variants", default="class,defaults", help=", ".join(VARIANTS))
     parser.add_argument("--routes", type=int, default=100_000)
     parser.add_argument("--every", type=int, default=10_000)
     parser.add_argument("--seeds", default="0", help="comma-separated seeds")
+    parser.add_argument("--dataset", default="digits-mtl", help="any suite; DigitsMTL by default")
     parser.add_argument("--json", default=None, help="write every record to this file")
     args = parser.parse_args()
     names = args.variants.split(",")
@@ -169,7 +187,7 @@ def main() -> None:
         parser.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     torch.set_num_threads(1)
     records = [
-        run(name, int(seed), args.routes, args.every)
+        run(name, int(seed), args.routes, args.every, args.dataset)
         for name in names
         for seed in args.seeds.split(",")
     ]
