@@ -26,7 +26,10 @@ class's own ``lr=0.1``, ``epsilon=0.1`` (what ``make_agent("q", env)`` built bef
 target), ``return-lr-0.01``, ``rho-0.3`` (collaboration reward 0.3, ``001`` section 4),
 ``module-lr-0.1``; ``defaults`` (``make_agent("q", env)`` now: ``lr=0.01``, ``epsilon=0.01``)
 and ``defaults-peer-modules`` (the peer's module SGD lr 0.01, batch 64); ``wpl`` and
-``wpl-peer-modules`` (per-task WPL with its defaults, for comparison). ``--dataset`` runs them
+``wpl-peer-modules`` (per-task WPL with its defaults), ``fixed-per-task`` (task ``t`` takes
+module ``t`` at every depth, learning nothing), ``advantage`` (tabular advantage learning, its
+class's lr 0.1 and epsilon 0.1) and ``advantage-small`` (lr 0.01, epsilon 0.01), for
+comparison. ``--dataset`` runs them
 on another suite (``synthetic-mtl``, ``mnist1d-mtl``).
 
 Run from the repository root (about 1-2 minutes per 100k-route run on a free core)::
@@ -77,6 +80,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "defaults-peer-modules": ("q", {}, PEER_MODULES),
     "wpl": ("wpl", {}, {}),
     "wpl-peer-modules": ("wpl", {}, PEER_MODULES),
+    "fixed-per-task": ("fixed-per-task", {}, {}),
+    "advantage": ("advantage", {}, {}),
+    "advantage-small": ("advantage", {"lr": 0.01, "epsilon": 0.01}, {}),
 }
 
 
