@@ -48,7 +48,7 @@ NETWORK_DEFAULTS: dict[str, Any] = {
 #: table every action before the last depth has the same eq. 3.2 target, so exploration raises
 #: the untried actions to the greedy one's value and the routes drift; and lr 0.1 on +-1
 #: rewards makes the values noisier than the gaps between modules. lr 0.01 with epsilon 0.01
-#: keeps each task's routes long enough for the modules to specialise: 99.1-99.2% at 100k
+#: keeps each task's routes long enough for the modules to specialise: 99.1-99.3% at 100k
 #: routes (seeds 0-2), 99.7% at 1M (seed 0) (``docs/results.md``, "Tabular Q-learning on
 #: DigitsMTL"; ``benchmarks/q_learning_digits.py``).
 ROUTER_DEFAULTS: dict[str, dict[str, Any]] = {

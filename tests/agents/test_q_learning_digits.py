@@ -1,6 +1,6 @@
 """Issue 17: per-task tabular Q-learning with the defaults of ``agents.make_agent("q", env)``
 leaves DigitsMTL's 90% majority rate and stays above 97% (slow: run with ``pytest -m slow``).
-With the class's own lr 0.1 it fell back to exactly 90% after about 25k routes
+With the class's own lr 0.1 and epsilon 0.1 it fell back to exactly 90% after about 25k routes
 (``docs/results.md``, "Tabular Q-learning on DigitsMTL")."""
 
 import pytest
