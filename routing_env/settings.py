@@ -43,7 +43,18 @@ NETWORK_DEFAULTS: dict[str, Any] = {
 #: WPL's baseline and policy share one learning rate, so its effective step on the advantage is
 #: ``lr * (1 - lr)``, largest at 0.5; with 0.1-0.2 per-task WPL stays at the 90% majority rate
 #: of DigitsMTL for over 100k routes; 0.5 breaks the symmetry first.
-ROUTER_DEFAULTS: dict[str, dict[str, Any]] = {"wpl": {"lr": 0.5}}
+#: Tabular Q-learning with the class's lr 0.1 and epsilon 0.1 learns DigitsMTL for about 20k
+#: routes (94%) and then falls back to exactly the 90% majority rate: on the (task, depth)
+#: table every action before the last depth has the same eq. 3.2 target, so exploration raises
+#: the untried actions to the greedy one's value and the routes drift; and lr 0.1 on +-1
+#: rewards makes the values noisier than the gaps between modules. lr 0.01 with epsilon 0.01
+#: keeps each task's routes long enough for the modules to specialise: 99.1-99.3% at 100k
+#: routes (seeds 0-2), 99.7% at 1M (seed 0) (``docs/results.md``, "Tabular Q-learning on
+#: DigitsMTL"; ``benchmarks/q_learning_digits.py``).
+ROUTER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "wpl": {"lr": 0.5},
+    "q": {"lr": 0.01, "epsilon": 0.01},
+}
 
 #: Environment settings that a run (``routing-env compare``, ``report``, a ``RunSpec``) may set;
 #: the rest of a run's settings go to the router's constructor (e.g. ``lr``).

@@ -256,6 +256,61 @@ def test_epsilon_anneals_linearly_over_learned_routes():
     assert agent.current_epsilon == pytest.approx(0.1)
 
 
+def two_step(first: int, final: float) -> Episode:
+    """A route of two decisions, ``first`` then action 0, paying only ``final`` at the end."""
+    return Episode(
+        [obs(depth=0), obs(depth=1)], [first, 0], [0.0, final], final_info={"final_reward": final}
+    )
+
+
+def test_q_learning_bootstrap_gives_every_action_before_the_last_depth_one_target():
+    """The table's next state ``(t, d + 1)`` is the same whichever module was chosen, so
+    eq. 3.2 cannot tell the depth-0 actions apart even when one always leads to a reward of +1
+    and the other to -1; the Monte Carlo target can (docs/results.md)."""
+    routes = [two_step(first, 1.0 if first == 0 else -1.0) for first in (0, 1) * 200]
+    bootstrap, returns = QLearning(1, 2, 2, lr=0.1), QLearning(1, 2, 2, lr=0.1, target="return")
+    bootstrap.learn_batch(routes)
+    returns.learn_batch(routes)
+    # Q(d1, 0) averages the alternating +1 / -1; both depth-0 actions chase that one value.
+    assert abs(bootstrap.q[0, 0, 0] - bootstrap.q[0, 0, 1]) < 0.1
+    np.testing.assert_allclose(returns.q[0, 0], [1.0, -1.0], atol=1e-6)
+
+
+def test_q_learning_return_target_moves_each_value_towards_its_return():
+    agent = QLearning(1, 2, 2, lr=0.5, gamma=0.9, target="return")
+    agent.q[0] = [[1.0, 0.0], [2.0, 4.0]]
+    agent.learn(q_route(mask_at_depth_1=[1, 0]))
+    # returns: R_0 = 1 (final) + 0.5 + 0.9 * 0 = 1.5, R_1 = 1 (final) + 0 = 1 (the last reward
+    # 1.0 is the final reward); Q(s, 0) = 1 + 0.5 * 0.5 = 1.25, Q(s', 0) = 2 + 0.5 * -1 = 1.5
+    np.testing.assert_allclose(agent.q[0], [[1.25, 0.0], [1.5, 4.0]])
+
+
+def test_q_learning_return_target_batches_equal_sequential_learn():
+    routes = random_routes(seed=5, count=60)
+    one_by_one = QLearning(2, 3, 4, lr=0.3, target="return")
+    for route in routes:
+        one_by_one.learn(route)
+    for batch in (routes, as_batch(routes)):
+        batched = QLearning(2, 3, 4, lr=0.3, target="return")
+        batched.learn_batch(batch[:17])
+        batched.learn_batch(batch[17:])
+        np.testing.assert_allclose(batched.q, one_by_one.q, rtol=0, atol=1e-12)
+        assert batched.episodes_seen == one_by_one.episodes_seen == 60
+    assert np.abs(one_by_one.q).max() > 0
+
+
+def test_q_learning_initial_value_and_target_are_checked_and_saved(tmp_path):
+    agent = QLearning(2, 3, 4, initial_value=1.5, target="return", seed=0)
+    assert (agent.q == 1.5).all()
+    agent.learn(one_step(action=1, reward=-1.0))
+    save(agent, tmp_path / "q.pt")
+    restored = load(tmp_path / "q.pt")
+    assert restored.target == "return" and restored.initial_value == 1.5
+    np.testing.assert_array_equal(restored.q, agent.q)
+    with pytest.raises(ValueError, match="target must be one of"):
+        QLearning(1, 1, 2, target="monte-carlo")
+
+
 # ---------------------------------------------------------------------- advantage learning
 
 
