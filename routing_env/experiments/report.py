@@ -15,8 +15,8 @@ interval, the probability of improvement of each claim's pair, and the performan
 Runs are measured in epochs (passes over a suite's training split) and evaluated after each,
 so that REPORT.md can give ``001`` Table 2's shape (method x epoch 1, 5, 10, 20, 50, 100, as
 far as the run goes) beside ``001``'s own MNIST-MTL numbers. ``--scale paper`` (the default, the
-committed report) runs five seeds for as many epochs as a 2-core CPU allows in about 90 minutes
-(:data:`SCALES`); ``--scale quick`` one epoch; ``--epochs`` sets the epochs of every suite.
+committed report) runs five seeds for the epochs of :data:`SCALES`; ``--scale quick`` one epoch;
+``--epochs`` sets the epochs of every suite.
 """
 
 from __future__ import annotations
@@ -71,10 +71,12 @@ SEED_MNIST_MTL: dict[str, tuple[int, ...]] = {
 #: a 90% majority rate, as MNIST-MTL's.
 MNIST_LIKE: tuple[str, ...] = ("digits-mtl", "fashion-mtl")
 
-#: Epochs of training per run on each suite, by scale. ``paper`` (the committed report) reaches
-#: ``001``'s Table 2 points as far as a 2-core CPU allows in about 90 minutes for the three CPU
-#: suites; ``quick`` is one epoch (CI, a first look). FashionMTL's conv trunk is about 20 times
-#: slower per sample on a CPU than the MLP suites, so it is run only when named (``--suites``).
+#: Epochs of training per run on each suite, by scale. ``paper`` (for the committed report)
+#: reaches ``001``'s Table 2 points up to epoch 50 on DigitsMTL (1M samples per run) and 100 on
+#: SyntheticMTL; it is sized from single-run speeds to fit about 90 minutes on a 2-core CPU for
+#: the three CPU suites, and has not been timed as a whole yet. ``quick`` is one epoch (CI, a
+#: first look). FashionMTL's conv trunk is about 20 times slower per sample on a CPU than the MLP
+#: suites, so it is run only when named (``--suites``).
 SCALES: dict[str, dict[str, float]] = {
     "paper": {"digits-mtl": 70, "mnist1d-mtl": 25, "synthetic-mtl": 100, "fashion-mtl": 1},
     "quick": {"digits-mtl": 1, "mnist1d-mtl": 1, "synthetic-mtl": 1, "fashion-mtl": 1},
