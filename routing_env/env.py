@@ -147,8 +147,9 @@ class RoutingEnv(RoutingMDP, gym.Env):
       (default 10).
     * ``module_lr`` (default 0.3), ``module_optimizer`` (default ``"sgd"``; ``"adam"``,
       ``"rmsprop"``, ``"adagrad"`` or a callable), ``module_batch_size`` (finished routes per
-      module update, default 16). The defaults live in :mod:`routing_env.settings`, with the
-      measurements that chose them.
+      module update, default 16), ``module_lr_anneal_every`` (divide the module lr by 10 every
+      this many routes, ``001`` section 4's annealing; default ``None``: constant). The defaults
+      live in :mod:`routing_env.settings`, with the measurements that chose them.
     * ``train_modules``: train the modules on this environment's routes (default ``True`` for
       ``split="train"``, ``False`` for ``"test"``). ``False`` makes the MDP stationary (the
       control condition of DESIGN 6); the attribute may be switched later, e.g. to freeze

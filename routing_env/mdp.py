@@ -72,6 +72,7 @@ NETWORK_KEYWORDS = (
     "module_lr",
     "module_optimizer",
     "module_batch_size",
+    "module_lr_anneal_every",
     "device",
 )
 
@@ -83,6 +84,7 @@ _RECORDED_BY_NETWORK = (
     "hidden_dim",
     "module_lr",
     "module_batch_size",
+    "module_lr_anneal_every",
     "device",
 )
 
@@ -249,6 +251,7 @@ class RoutingMDP:
         module_lr: float | None = None,
         module_optimizer: str | Any | None = None,
         module_batch_size: int | None = None,
+        module_lr_anneal_every: int | None = None,
         train_modules: bool | None = None,
         network: RoutedNetwork | None = None,
         device: str | torch.device | None = None,
@@ -302,6 +305,7 @@ class RoutingMDP:
             "module_lr": module_lr,
             "module_optimizer": module_optimizer,
             "module_batch_size": module_batch_size,
+            "module_lr_anneal_every": module_lr_anneal_every,
             "device": device,
         }
         if network is None:

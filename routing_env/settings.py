@@ -36,6 +36,7 @@ NETWORK_DEFAULTS: dict[str, Any] = {
     "module_lr": 0.3,
     "module_optimizer": "sgd",
     "module_batch_size": 16,
+    "module_lr_anneal_every": None,
     "device": "cpu",
 }
 
@@ -68,6 +69,7 @@ RUN_ENV_SETTINGS: tuple[str, ...] = (
     "module_lr",
     "module_optimizer",
     "module_batch_size",
+    "module_lr_anneal_every",
 )
 
 #: Defaults of a training run (``routing-env train``, ``agents.train``).

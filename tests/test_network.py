@@ -461,3 +461,26 @@ def test_per_row_update_stops_on_a_diverged_loss_before_touching_the_parameters(
         task, routes = torch.zeros(4, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long)
         net.update(x, task, torch.tensor([0, 1, 0, 1]), routes)
     assert torch.equal(before, flat(net)) and net.num_updates == 0
+
+
+def test_module_lr_anneal_every_divides_the_lr_by_ten_per_period():
+    from routing_env import RoutingEnv
+
+    env = RoutingEnv("synthetic-mtl", module_batch_size=4, module_lr_anneal_every=8)
+    network = env.network
+    assert network.module_lr_anneal_every == 8
+    seen = []
+    network.register_update_hook(lambda net: seen.append(net.optimizer.param_groups[0]["lr"]))
+    env.reset(seed=0)
+    while network.num_updates < 5:
+        _, _, terminated, _, _ = env.step(0)
+        if terminated:
+            env.reset()
+    # The lr of the next update, after 4, 8, 12, 16, 20 routes trained.
+    assert seen == pytest.approx([0.3, 0.03, 0.03, 0.003, 0.003])
+    state = network.trainer_state()
+    fresh = RoutingEnv("synthetic-mtl", module_batch_size=4, module_lr_anneal_every=8).network
+    fresh.load_trainer_state(state)
+    assert fresh.optimizer.param_groups[0]["lr"] == pytest.approx(0.003)
+    with pytest.raises(ValueError, match="module_lr_anneal_every must be a positive"):
+        RoutingEnv("synthetic-mtl", module_lr_anneal_every=0)

@@ -293,6 +293,15 @@ def _accuracy_at(record: Mapping[str, Any], samples: int) -> float | None:
     return None
 
 
+def _suite_settings(
+    settings: Mapping[str, Any], anneal_epochs: float | None, train_size: int
+) -> dict[str, Any]:
+    """A suite's run settings: ``settings``, with the annealing period in samples."""
+    if anneal_epochs is None:
+        return dict(settings)
+    return {**settings, "module_lr_anneal_every": max(1, round(anneal_epochs * train_size))}
+
+
 def report(
     out_dir: str | os.PathLike,
     seeds: int | Sequence[int] = 5,
@@ -301,6 +310,7 @@ def report(
     scale: str = "paper",
     epochs: float | None = None,
     settings: Mapping[str, Any] | None = None,
+    anneal_epochs: float | None = None,
     workers: int = 2,
     ray_address: str | None = None,
     progress: bool = True,
@@ -326,6 +336,9 @@ def report(
         settings: environment settings for every run (:data:`~routing_env.experiments.runs.
             ENV_SETTINGS`, e.g. ``collaboration_reward``, the module settings the baselines
             use too); default the environment's (those of ``routing-env train``).
+        anneal_epochs: divide the module learning rate (routers' modules and baselines alike)
+            by 10 every this many epochs of each suite (``001`` section 4: 20); default
+            constant.
         workers: parallel runs; ray_address: run on Ray
             (:func:`routing_env.experiments.grid.run_grid`).
         progress: print a line as each run finishes.
@@ -348,6 +361,8 @@ def report(
         raise ValueError(f"report needs at least one seed, got {seeds!r}")
     check_bootstrap(bootstrap_reps)
     settings = dict(settings or {})
+    if anneal_epochs is not None and not anneal_epochs > 0:
+        raise ValueError(f"anneal_epochs must be positive, got {anneal_epochs}")
     out = os.fspath(out_dir)
     epochs_of = suite_epochs(suites, scale, epochs)
     train_sizes = {suite: len(resolve_dataset(suite).split("train").y) for suite in suites}
@@ -359,7 +374,7 @@ def report(
             seed=seed,
             budget=budgets[suite],
             points=max(1, math.floor(epochs_of[suite])),
-            settings=settings,
+            settings=_suite_settings(settings, anneal_epochs, train_sizes[suite]),
             out_dir=os.path.join(out, suite, "runs", method, f"seed{seed}"),
         )
         for suite in suites
@@ -408,6 +423,7 @@ def report(
         "workers": workers,
         "scale": scale,
         "settings": settings,
+        "anneal_epochs": anneal_epochs,
         "aggregates": aggregates["markdown"],
     }
     with open(path, "w") as handle:
@@ -455,13 +471,19 @@ def _markdown(
         "layers of one module per task, hidden size 64. Epochs per run: "
         + ", ".join(f"{suite} {epochs[suite]:g} ({budgets[suite]:,} samples)" for suite in epochs)
         + ". `001` anneals its learning rate (divided by 10 every 20 epochs) and uses the "
-        "collaboration reward 0.3 on MNIST-MTL; "
+        "collaboration reward 0.3 on MNIST-MTL; this report "
         + (
-            "this report does neither (our defaults, chosen by measurement: routing_env/"
-            "settings.py)."
-            if not context["settings"]
-            else "this report's settings are listed above."
-        ),
+            f"divides the module learning rate by 10 every {context['anneal_epochs']:g} epochs"
+            if context["anneal_epochs"] is not None
+            else "keeps the learning rate constant"
+        )
+        + " and uses "
+        + (
+            f"the collaboration reward {context['settings']['collaboration_reward']:g}"
+            if "collaboration_reward" in context["settings"]
+            else "no collaboration reward"
+        )
+        + " (our defaults were chosen by measurement: routing_env/settings.py).",
         "",
         "Methods:",
         "",
@@ -552,6 +574,12 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="001's rho for the routers (001 uses 0.3 on MNIST-MTL; default 0)",
     )
+    parser.add_argument(
+        "--anneal-epochs",
+        type=float,
+        default=None,
+        help="divide the module lr by 10 every E epochs (001: 20; default constant)",
+    )
     add_grid_arguments(parser, seeds="5", points=False)
     add_bootstrap_reps(parser)
     parser.set_defaults(run_verb=run)
@@ -571,6 +599,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.collaboration_reward is None
             else {"collaboration_reward": args.collaboration_reward}
         ),
+        anneal_epochs=args.anneal_epochs,
         workers=args.workers,
         ray_address=args.ray_address,
         bootstrap_reps=args.bootstrap_reps,

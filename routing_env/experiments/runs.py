@@ -341,6 +341,7 @@ def _run_baseline(spec: RunSpec, dataset: Any) -> dict[str, Any]:
         num_modules=num_modules,
         max_depth=settings.get("max_depth", 3),
         eval_every=max(1, spec.budget // spec.points),
+        lr_anneal_every=settings.get("module_lr_anneal_every"),
     )
     final = history["final"]
     return {

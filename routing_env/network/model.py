@@ -77,6 +77,9 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
             ``(parameters, lr) -> torch.optim.Optimizer``.
         module_lr: learning rate of the module optimizer.
         module_batch_size: finished routes per module update.
+        module_lr_anneal_every: divide the module learning rate by 10 every this many routes
+            trained on (counted in module batches; ``001`` section 4 divides by 10 every 20
+            epochs, :mod:`routing_env.schedules`); ``None`` keeps it constant.
         device: torch device of all parameters and computations.
         seed: seed of the parameter initialisation.
     """
@@ -97,6 +100,7 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
         module_optimizer: str | OptimizerFactory = "sgd",
         module_lr: float = 0.1,
         module_batch_size: int = 16,
+        module_lr_anneal_every: int | None = None,
         device: str | torch.device = "cpu",
         seed: int = 0,
     ) -> None:
@@ -124,6 +128,16 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
         self.readout_kind = readout
         self.module_lr = float(module_lr)
         self.module_batch_size = int(module_batch_size)
+        if module_lr_anneal_every is not None and (
+            isinstance(module_lr_anneal_every, bool)
+            or not isinstance(module_lr_anneal_every, int)
+            or module_lr_anneal_every < 1
+        ):
+            raise ValueError(
+                "module_lr_anneal_every must be a positive number of routes or None, got "
+                f"{module_lr_anneal_every!r}"
+            )
+        self.module_lr_anneal_every = module_lr_anneal_every
         self.device = torch.device(device)
         self._init_trainer(module_optimizer)
 

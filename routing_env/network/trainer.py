@@ -49,6 +49,7 @@ from routing_env.network import rows
 from routing_env.network.graph import RouteGraph
 from routing_env.network.kernel import GroupLayout, Leaf, Product, backward_step, host_indices
 from routing_env.network.rows import RowProduct
+from routing_env.schedules import annealed_lr
 
 if TYPE_CHECKING:
     from routing_env.network.model import RoutedNetwork
@@ -104,10 +105,10 @@ class ModuleTrainer:
 
     It owns the module optimizer, the queue of finished routes and the update hooks, and takes
     from the network its structure (``routing``, ``task_type``, ``module_lr``,
-    ``module_batch_size``, ``device``), its forward pieces (``embed``, ``forward`` with
-    ``leaves``, ``per_sample_loss``, ``_route_steps``, ``_bank_used``), its grouped kernel
-    (``_kernel``, ``_readout_bank``, ``_outside_banks``, ``_mode_sensitive``) and the plan of
-    its per-row kernel (``_row_plan``).
+    ``module_batch_size``, ``module_lr_anneal_every``, ``device``), its forward pieces
+    (``embed``, ``forward`` with ``leaves``, ``per_sample_loss``, ``_route_steps``,
+    ``_bank_used``), its grouped kernel (``_kernel``, ``_readout_bank``, ``_outside_banks``,
+    ``_mode_sensitive``) and the plan of its per-row kernel (``_row_plan``).
     """
 
     optimizer: torch.optim.Optimizer
@@ -550,8 +551,14 @@ class ModuleTrainer:
         return value
 
     def _updated(self) -> None:
-        """Count an update and tell the update hooks."""
+        """Count an update, anneal the learning rate for the next one (``001`` section 4, with
+        ``module_lr_anneal_every``) and tell the update hooks."""
         self.num_updates += 1
+        if self.module_lr_anneal_every is not None:
+            trained = self.num_updates * self.module_batch_size
+            lr = annealed_lr(self.module_lr, trained, self.module_lr_anneal_every)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
         for hook in list(self._update_hooks.values()):
             hook(self)
 

@@ -173,8 +173,9 @@ def test_report_quick_scale_through_the_cli(tmp_path, capsys):
     """The quick scale (one epoch) runs as CI would, and REPORT.md has the epoch table."""
     argv = ["report", "--scale", "quick", "--suites", "synthetic-mtl", "--seeds", "2"]
     argv += ["--methods", "wpl,task-specific-1-fc", "--workers", "1", "--out", str(tmp_path)]
-    assert main(argv) == 0
+    assert main([*argv, "--anneal-epochs", "20"]) == 0
     text = (tmp_path / "REPORT.md").read_text()
+    assert "divides the module learning rate by 10 every 20 epochs" in text
     assert "## synthetic-mtl (1 epochs, 6,000 training samples per run)" in text
     assert "| method | epoch 1 |" in text
     assert "`routing-env report --scale quick`" in text
@@ -182,3 +183,4 @@ def test_report_quick_scale_through_the_cli(tmp_path, capsys):
     assert {r["seed"] for r in saved["records"]} == {0, 1}
     for record in saved["records"]:
         assert record["curve"]["samples"][-1] in range(6000, 6016), record["method"]
+        assert record["settings"]["module_lr_anneal_every"] == 20 * 6000, record["method"]
