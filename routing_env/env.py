@@ -268,15 +268,17 @@ class RoutingEnv(RoutingMDP, gym.Env):
         self, reward: float, outputs: np.ndarray | None
     ) -> tuple[Any, float, bool, bool, dict[str, Any]]:
         """End the route: judged on ``outputs``, or ended by a masked action (``None``)."""
-        self._last_info = self._end_route(
-            self._index,
-            self._path,
-            self._length,
-            outputs,
-            self._exploratory_count if self.squash_kappa else None,
+        columns = self._end_routes(
+            np.array([self._index]),
+            self._path[None],
+            np.array([self._length]),
+            np.zeros((0, 0), dtype=np.float32) if outputs is None else outputs[None],
+            judged=None if outputs is not None else np.zeros(1, dtype=bool),
+            exploratory=np.array([self._exploratory_count]) if self.squash_kappa else None,
         )
         self._route_active = False
         self._ended = True
+        self._last_info = self._info_row(columns, 0)
         final = self._last_info["final_reward"]
         h = self._h if outputs is None else outputs
         observation = self._observe(h, self._terminal_mask, depth=self._length)

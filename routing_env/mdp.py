@@ -52,7 +52,6 @@ from routing_env.network import RoutedNetwork, RouteGraph
 from routing_env.rewards import (
     FINAL_REWARDS,
     SelectionHistory,
-    final_reward,
     final_rewards,
     invalid_action_reward,
 )
@@ -703,66 +702,6 @@ class RoutingMDP:
                     graph,
                 )
         return {key: columns[key] for key in INFO_KEYS}
-
-    def _end_route(
-        self,
-        sample: int,
-        path: np.ndarray,
-        length: int,
-        outputs: np.ndarray | None,
-        exploratory: int | None = None,
-    ) -> dict[str, Any]:
-        """:meth:`_end_routes` of one route, as its info (Python scalars, arrays): the single
-        env's end of a route, without info columns.
-
-        Args:
-            sample: the route's split index.
-            path: ``(max_depth,)`` its actions, padded with -1 (the masked action included).
-            length: its decisions.
-            outputs: its output vector, or ``None`` for a route ended by a masked action.
-            exploratory: its exploratory decisions, or ``None`` (none).
-        """
-        info = self._info_template.copy()
-        for key in self._info_arrays:
-            info[key] = info[key].copy()
-        info["action_mask"] = self._terminal_mask.copy()
-        info["route_done"] = True
-        info["path"] = np.array(path, dtype=np.int64)
-        info["sample_index"] = int(sample)
-        label = self._y[sample]
-        if self._classification:
-            info["label"] = int(label)
-        elif label.ndim:
-            info["label"] = label.astype(np.float32)
-        else:
-            info["label"] = float(label)
-        if outputs is None:
-            info["invalid_action"] = True
-            info["final_reward"] = invalid_action_reward(self.reward_kind, self.invalid_action_loss)
-            return info
-        loss = float(self.network.losses_numpy(outputs[None], self._y[sample : sample + 1])[0])
-        info["loss"] = loss
-        correct = False
-        if self._classification:
-            prediction = int(outputs.argmax())
-            correct = prediction == info["label"]
-            info["prediction"] = prediction
-            info["correct"] = correct
-        elif label.ndim:
-            info["prediction"] = outputs.reshape(label.shape).astype(np.float32)
-        else:
-            info["prediction"] = float(outputs.reshape(-1)[0])
-        info["final_reward"] = final_reward(self.reward_kind, correct, loss)
-        if self.train_modules:
-            self._train_on(
-                np.array([sample]),
-                np.array(path, dtype=np.int64)[None],
-                np.array([length]),
-                None if exploratory is None else np.array([exploratory]),
-                None,
-                None,
-            )
-        return info
 
     def _train_on(
         self,

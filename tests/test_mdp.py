@@ -8,7 +8,6 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from routing_env import RoutingEnv, RoutingVectorEnv, routing_game_v0
-from routing_env.datasets import MultiTaskDataset, Split
 from routing_env.mdp import INFO_KEYS, SampleStream
 
 SMALL_SYNTHETIC = {"samples_per_task": 60, "test_samples_per_task": 10}
@@ -103,57 +102,6 @@ def test_invalid_action_route_has_one_encoding_in_all_three_envs():
         assert info["path"].tolist() == [0, 0, 10]
     assert single_info["label"] == int(single.dataset.train.y[7])
     assert game_info["label"] == int(game.dataset.train.y[sample])
-
-
-def vector_regression() -> MultiTaskDataset:
-    """Two tasks, 3-dimensional float targets."""
-    rng = np.random.default_rng(0)
-    x, task, y = rng.standard_normal((40, 4)), rng.integers(0, 2, 40), rng.standard_normal((40, 3))
-    split = Split(x, task, y)
-    return MultiTaskDataset(split, split, num_tasks=2, num_classes=3, name="vector-regression")
-
-
-@pytest.mark.parametrize(
-    ("dataset", "kwargs"),
-    [
-        ("digits-mtl", {}),
-        ("digits-mtl", {"reward": "neg_loss"}),
-        ("regression-two-mode", {"dataset_options": {"samples": 100, "test_samples": 20}}),
-        (vector_regression(), {}),
-    ],
-)
-def test_one_route_end_is_the_batch_end_of_one_route(dataset, kwargs):
-    """The single env's end of a route (``_end_route``) gives the info that the batch rule
-    (``_end_routes``, the vector env's and the game's) gives for that route alone: same keys in
-    the same order, same types, same values; judged routes and invalid-action ones."""
-    env = RoutingEnv(dataset, train_modules=False, **kwargs)
-    net = env.network
-    rng = np.random.default_rng(3)
-    for trial in range(40):
-        sample = int(rng.integers(env.num_samples))
-        length = int(rng.integers(1, net.max_depth + 1))
-        path = np.full(net.max_depth, -1, dtype=np.int64)
-        path[:length] = rng.integers(0, net.num_actions, length)
-        judged = trial % 4 != 0
-        outputs = rng.standard_normal(net.num_outputs).astype(np.float32)
-        columns = env._end_routes(
-            np.array([sample]),
-            path[None],
-            np.array([length]),
-            outputs[None] if judged else np.zeros((0, 0), dtype=np.float32),
-            judged=None if judged else np.zeros(1, dtype=bool),
-        )
-        expected = env._info_row(columns, 0)
-        got = env._end_route(sample, path, length, outputs if judged else None)
-        assert list(got) == list(expected) == list(INFO_KEYS)
-        for key, value in expected.items():
-            assert type(got[key]) is type(value), key
-            if isinstance(value, np.ndarray):
-                assert got[key].dtype == value.dtype and got[key].shape == value.shape, key
-                np.testing.assert_array_equal(got[key], value, err_msg=key)
-                assert not np.shares_memory(got[key], path), key
-            else:
-                assert got[key] == value, key
 
 
 def test_vector_env_infos_hold_every_key_at_reset_and_every_step():

@@ -110,10 +110,10 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
     if args.resume:
         args = _resumed_arguments(args)
     if args.agent not in SB3_METHODS:
-        single_only = default_num_envs(args.agent) == 1
+        default = default_num_envs(args.agent)
         if args.num_envs is None:
-            args.num_envs = default_num_envs(args.agent)
-        elif args.num_envs > 1 and single_only:
+            args.num_envs = default
+        elif args.num_envs > 1 and default == 1:
             raise UsageError(
                 f"--num-envs {args.num_envs}: {args.agent} keeps per-route state between "
                 "decisions, so it trains on the single-sample env (--num-envs 1)"
