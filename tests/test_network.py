@@ -78,6 +78,43 @@ def test_same_routes_give_same_parameters_however_they_arrive():
     torch.testing.assert_close(flat(one_by_one), flat(at_once))
 
 
+@pytest.mark.parametrize("case", ["plain", "annealed", "weighted", "pass", "hooked"])
+def test_many_updates_at_once_equal_one_update_after_the_other(case):
+    # add_routes runs the updates of one arrival with the host's work done once
+    # (ModuleTrainer._update_rows_in_order): the same numbers, bit for bit, as update() per batch.
+    generator = torch.Generator().manual_seed(7)
+    count, size = 40, 8
+    x = torch.randn(count, 6, generator=generator)
+    task = torch.randint(0, 3, (count,), generator=generator)
+    y = torch.randint(0, 2, (count,), generator=generator)
+    high = 5 if case == "pass" else 4  # 4 is PASS (the identity slot) in this square network
+    routes = torch.randint(0, high, (count, 3), generator=generator)
+    routes[:, 2] %= 4  # the last depth changes the size: a module there, no PASS
+    if case == "pass":
+        routes[:3, :2] = 4  # PASS from the start: the identity slot on a raw input
+    weights = torch.rand(count, generator=generator) if case == "weighted" else None
+    options = {"module_batch_size": size, "hidden_dim": 6}
+    if case == "annealed":
+        options["module_lr_anneal_every"] = 2 * size  # the lr changes inside the arrival
+    at_once, one_by_one = make(**options), make(**options)
+    calls = []
+    if case == "hooked":
+        at_once.register_update_hook(lambda network: calls.append(network.num_updates))
+    assert at_once.add_routes(x, task, y, routes, weights=weights) == count // size
+    for start in range(0, count, size):
+        part = slice(start, start + size)
+        one_by_one.update(
+            x[part], task[part], y[part], routes[part], None if weights is None else weights[part]
+        )
+    assert at_once.num_updates == one_by_one.num_updates == count // size
+    assert torch.equal(flat(at_once), flat(one_by_one))
+    assert at_once.optimizer.param_groups[0]["lr"] == one_by_one.optimizer.param_groups[0]["lr"]
+    if case == "annealed":
+        assert at_once.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * at_once.module_lr)
+    if case == "hooked":
+        assert calls == [1, 2, 3, 4, 5]
+
+
 def test_sgd_step_matches_hand_computed_update():
     net = make(module_batch_size=1, module_lr=0.5)
     x, task, y = torch.randn(1, 6), torch.tensor([0]), torch.tensor([1])

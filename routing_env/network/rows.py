@@ -77,6 +77,16 @@ class RowProduct(NamedTuple):
         return self.stack.bias
 
 
+class RowBatch(NamedTuple):
+    """One batch of layered routes as stack rows, ready for :func:`chain`: ``members``
+    ``(depth, rows)`` (each row's stack row at every depth), their ``index`` tensors per depth
+    on the device, and per depth whether some row takes the identity slot."""
+
+    members: np.ndarray
+    index: tuple[torch.Tensor, ...]
+    identity: list[bool]
+
+
 class RowPlan:
     """Layered routes as stack rows: depth ``d`` in bank ``banks[d]`` of ``kernel``.
 
@@ -93,8 +103,7 @@ class RowPlan:
         counts = [len(kernel.banks[bank]) for bank in banks]
         square = [kernel.identity[bank] for bank in banks]
         self._largest = [
-            count if identity else count - 1
-            for count, identity in zip(counts, square, strict=True)
+            count if identity else count - 1 for count, identity in zip(counts, square, strict=True)
         ]
         self._identity_slots = [
             count if identity else -1 for count, identity in zip(counts, square, strict=True)
@@ -120,6 +129,37 @@ class RowPlan:
                 row[row < 0] = slot
             identity.append(high == slot or low < 0)
         return members, identity
+
+    def stacks(self) -> list[RowStack]:
+        """Each depth's :class:`~routing_env.network.kernel.RowStack`, checked against the
+        parameters (made again if they were replaced). Updates through them keep them
+        current: they step the stacks in place."""
+        return [self.kernel.row_stack(bank) for bank in self.banks]
+
+    def batches(self, routes: np.ndarray, size: int, device: torch.device) -> list[RowBatch] | None:
+        """``routes`` (``(count * size, depth)``) as ``count`` consecutive batches of ``size``
+        routes, each a :class:`RowBatch` for :func:`chain`; ``None`` when some route has no
+        stack row (:meth:`members`). The host's work (the stack rows, the identity flags, the
+        index tensors) is done once for all the batches: a module update at the default batch
+        of 16 routes is short enough for it to count."""
+        found = self.members(routes)
+        if found is None:
+            return None
+        members = found[0]
+        depth, total = members.shape
+        count = total // size
+        slots = np.array(self._identity_slots).reshape(depth, 1, 1)
+        identity = (members.reshape(depth, count, size) == slots).any(axis=2).T.tolist()
+        index = torch.from_numpy(members)
+        if device.type != "cpu":
+            index = index.to(device)
+        # Per depth the batches' index views, then per batch its depths'.
+        per_depth = (rows.unbind(0) for rows in index.view(depth, count, size).unbind(0))
+        views = zip(*per_depth, strict=True)
+        return [
+            RowBatch(members[:, batch * size : (batch + 1) * size], index, identity[batch])
+            for batch, index in enumerate(views)
+        ]
 
 
 def product(
@@ -187,25 +227,21 @@ def record_depth(
 
 def chain(
     plan: RowPlan,
+    stacks: list[RowStack],
     h: torch.Tensor,
-    members: tuple[np.ndarray, list[bool]],
+    batch: RowBatch,
     tape: list[RowProduct],
 ) -> torch.Tensor:
-    """Whole routes row by row (``members`` from :meth:`RowPlan.members`) from their first
-    activations ``h`` ``(rows, in)``, without autograd, recording each depth on ``tape``;
-    returns the last depth's outputs ``(rows, 1, out)`` in batch order."""
-    kernel = plan.kernel
-    rows, identity = members
-    index = torch.from_numpy(rows)
-    if h.device.type != "cpu":
-        index = index.to(h.device)
+    """Whole routes row by row (``batch`` from :meth:`RowPlan.batches`, through ``stacks``
+    from :meth:`RowPlan.stacks`) from their first activations ``h`` ``(rows, in)``, without
+    autograd, recording each depth on ``tape``; returns the last depth's outputs ``(rows, 1,
+    out)`` in batch order."""
+    relu = plan.kernel.relu
     h = h.unsqueeze(1)
-    for bank, bank_members, bank_index, bank_identity in zip(
-        plan.banks, rows, index.unbind(0), identity, strict=True
+    for bank, stack, bank_members, bank_index, bank_identity in zip(
+        plan.banks, stacks, batch.members, batch.index, batch.identity, strict=True
     ):
-        stack = kernel.row_stack(bank)
-        relu = kernel.relu[bank]
-        h = product(stack, bank, relu, h, bank_members, bank_index, bank_identity, tape)
+        h = product(stack, bank, relu[bank], h, bank_members, bank_index, bank_identity, tape)
     return h
 
 

@@ -20,7 +20,9 @@ the reference computed one of three ways:
   recording an autograd graph and running its engine cost more than the products. Small
   batches (the default module batch of 16 routes) take the per-row kernel instead
   (:mod:`routing_env.network.rows`: each row reads its own module's weights, no grouping),
-  the same arithmetic without the grouping's fixed costs;
+  the same arithmetic without the grouping's fixed costs; the updates that one arrival of
+  routes makes (a vector env's 256 finished routes are 16 updates) share the host's work, the
+  checks, stack rows and index tensors, done once for all of them;
 * **autograd on stack leaves** elsewhere: the weights each batched product read are detached
   leaves (:class:`~routing_env.network.kernel.Leaf`); under plain SGD their gradients step the
   stacks directly, else they are handed to the routed members' parameters and the optimizer
@@ -47,8 +49,15 @@ from torch.utils.hooks import RemovableHandle
 
 from routing_env.network import rows
 from routing_env.network.graph import RouteGraph
-from routing_env.network.kernel import GroupLayout, Leaf, Product, backward_step, host_indices
-from routing_env.network.rows import RowProduct
+from routing_env.network.kernel import (
+    GroupLayout,
+    Leaf,
+    Product,
+    RowStack,
+    backward_step,
+    host_indices,
+)
+from routing_env.network.rows import RowBatch, RowProduct
 from routing_env.schedules import annealed_lr
 
 if TYPE_CHECKING:
@@ -233,14 +242,16 @@ class ModuleTrainer:
         routes_host = host_indices(all_routes[:start])
         columns = [column.split(size) for column in (xs, tasks, ys)]
         weight_parts = [None] * updates if all_weights is None else all_weights.split(size)
-        for batch in range(updates):
-            self.update(
-                columns[0][batch],
-                columns[1][batch],
-                columns[2][batch],
-                routes_host[batch * size : (batch + 1) * size],
-                weight_parts[batch],
-            )
+        xs_in, ys_in = columns[0][:updates], columns[2][:updates]
+        if not self._update_rows_in_order(xs_in, ys_in, routes_host, weight_parts[:updates]):
+            for batch in range(updates):
+                self.update(
+                    columns[0][batch],
+                    columns[1][batch],
+                    columns[2][batch],
+                    routes_host[batch * size : (batch + 1) * size],
+                    weight_parts[batch],
+                )
         if start == self._pending_count:
             self._pending = []
         else:
@@ -311,13 +322,12 @@ class ModuleTrainer:
         routes_host = host_indices(routes)
         lr = self._by_hand_lr()
         if lr is not None and rows.serves(len(routes_host)):
-            members = self._row_plan.members(routes_host)
-            if members is not None:
-                row_tape: list[RowProduct] = []
+            plan = self._row_plan
+            batches = plan.batches(routes_host, len(routes_host), self.device)
+            if batches is not None:
                 # Inference mode: no record of views and versions on the update's temporaries.
                 with torch.inference_mode():
-                    outputs = rows.chain(self._row_plan, self.embed(x), members, row_tape)
-                    value = self._step_by_hand(outputs, None, y, row_tape, lr, weights)
+                    value = self._row_update(plan.stacks(), x, y, batches[0], lr, weights)
                 self._updated()
                 return value
         steps = None if lr is None else self._route_steps(routes_host)
@@ -340,6 +350,50 @@ class ModuleTrainer:
             if self._mode_sensitive:
                 self.eval()
         return self._step(loss, leaves, *_trained_rows(routes_host, task, weights))
+
+    def _row_update(
+        self,
+        stacks: list[RowStack],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch: RowBatch,
+        lr: float,
+        weights: torch.Tensor | None,
+    ) -> float:
+        """The by-hand update of one batch through the per-row kernel; returns its loss."""
+        tape: list[RowProduct] = []
+        outputs = rows.chain(self._row_plan, stacks, self.embed(x), batch, tape)
+        return self._step_by_hand(outputs, None, y, tape, lr, weights)
+
+    def _update_rows_in_order(
+        self,
+        xs: tuple[torch.Tensor, ...],
+        ys: tuple[torch.Tensor, ...],
+        routes: np.ndarray,
+        weights: list[torch.Tensor | None] | tuple[torch.Tensor, ...],
+    ) -> bool:
+        """:meth:`update` on consecutive batches (``routes`` their rows one after the other)
+        through the per-row kernel, with the host's work done once for all of them: the
+        by-hand conditions, the stack rows and index tensors (:meth:`RowPlan.batches`), the
+        check of the stacks; the same numbers as one :meth:`update` after the other. Returns
+        ``False``, having done nothing, where :meth:`update` would not take the per-row path
+        or an update hook could change the network between two updates."""
+        lr = self._by_hand_lr()
+        size = len(xs[0])
+        if lr is None or not rows.serves(size) or self._update_hooks:
+            return False
+        plan = self._row_plan
+        batches = plan.batches(routes, size, self.device)
+        if batches is None:
+            return False
+        stacks = plan.stacks()
+        group = self.optimizer.param_groups[0]
+        with torch.inference_mode():
+            for x, y, batch, batch_weights in zip(xs, ys, batches, weights, strict=True):
+                self._row_update(stacks, x, y, batch, lr, batch_weights)
+                self._updated()
+                lr = float(group["lr"])  # annealed by `_updated`
+        return True
 
     def _graph_current(self, graph: RouteGraph, x: torch.Tensor, routes: np.ndarray) -> bool:
         """Whether ``graph`` computed exactly these routes on these inputs with the parameters
