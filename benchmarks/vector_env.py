@@ -13,6 +13,12 @@ thread) and every ratio compares figures measured in this run, close together in
    1024 envs, against the static network at the same batch size, and against 2 modules.
 3. Resident memory (``VmRSS``, and the peak ``VmHWM``, from ``/proc/self/status``) before and
    after one million routed samples.
+4. Per-task WPL learning at the train defaults with 256 and 4,096 envs, on DigitsMTL and on
+   FashionMTL's conv trunk (when Debian's files are installed), against the static network
+   (with the same trunk) at the same SGD batch: the table for a GPU (``--device cuda``),
+   where it runs by default; on the CPU only with ``--sections 4``.
+
+Every table runs on ``--device`` (default ``cpu``); table 0 is the headline.
 
 The vector env runs with ``module_batch_size = num_envs`` (one module update per batch of
 finished routes, the static network's batch); the single-sample env with its defaults
@@ -23,12 +29,14 @@ measured round by round), each ratio the median over rounds of the two figures o
 the load average is printed, and every ratio is also given on this process's CPU time (``cpu:``
 columns), which other jobs on the machine disturb less than wall-clock time.
 
-Run: ``python benchmarks/vector_env.py`` (about three minutes; ``--quick`` for a smoke run).
+Run: ``python benchmarks/vector_env.py`` (about three minutes; ``--quick`` for a smoke run;
+``--sections 0`` for the headline alone; ``--device cuda`` on a GPU).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import time
 from collections.abc import Callable
@@ -40,6 +48,7 @@ from torch.nn import functional as F
 
 import agents
 from routing_env import RoutingEnv, RoutingVectorEnv
+from routing_env.trunks import IdentityTrunk
 
 DATASET = "digits-mtl"
 HIDDEN = 64
@@ -85,20 +94,31 @@ def best_of(measures: dict[str, Callable[[], Rate]], repeats: int) -> Figures:
     )
 
 
+def synchronize() -> None:
+    """Wait for queued GPU work, so that a timing covers it (nothing to wait for on a CPU)."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
 def timed(step: Callable[[], int], seconds: float) -> Rate:
     """Rate of ``step`` (which returns the items it handled) over about ``seconds``."""
     count = 0
+    synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
     while True:
         count += step()
         elapsed = time.perf_counter() - wall
         if elapsed >= seconds:
+            synchronize()
+            elapsed = time.perf_counter() - wall
             return Rate(count, elapsed, time.process_time() - cpu)
 
 
 def run_once(action: Callable[[], None], items: int) -> Rate:
+    synchronize()
     wall, cpu = time.perf_counter(), time.process_time()
     action()
+    synchronize()
     return Rate(items, time.perf_counter() - wall, time.process_time() - cpu)
 
 
@@ -106,28 +126,35 @@ def run_once(action: Callable[[], None], items: int) -> Rate:
 
 
 class Static:
-    """The layer sizes of the routed network with one module per layer, trained by SGD."""
+    """The layer sizes of the routed network with one module per layer (after a copy of its
+    trunk, when it has one: FashionMTL's conv trunk), trained by SGD on ``device``."""
 
-    def __init__(self, batch: int, seed: int = 0) -> None:
-        env = RoutingEnv(DATASET)
+    def __init__(
+        self, batch: int, seed: int = 0, dataset: str = DATASET, device: str = "cpu"
+    ) -> None:
+        env = RoutingEnv(dataset)
         data = env.dataset.split("train")
         torch.manual_seed(seed)
         sizes = [env.network.in_dims[0]] + [HIDDEN] * (DEPTH - 1)
+        trunk = env.network.trunk
         layers: list[nn.Module] = []
+        if not isinstance(trunk, IdentityTrunk):  # no extra op where the routed net has none
+            layers += [copy.deepcopy(trunk), nn.Flatten()]
         for d in range(DEPTH):
             out = HIDDEN if d < DEPTH - 1 else env.network.num_outputs
             layers.append(nn.Linear(sizes[d], out))
             if d < DEPTH - 1:
                 layers.append(nn.ReLU())
-        self.model = nn.Sequential(*layers)
+        self.model = nn.Sequential(*layers).to(device)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.1)
-        self.x = torch.as_tensor(data.x)
-        self.y = torch.as_tensor(data.y)
+        self.x = torch.as_tensor(data.x, device=device)
+        self.y = torch.as_tensor(data.y, device=device)
         self.batch = batch
         self.rng = np.random.default_rng(seed)
 
     def step(self) -> int:
         index = torch.from_numpy(self.rng.integers(0, len(self.x), self.batch))
+        index = index.to(self.x.device)
         x, y = self.x.index_select(0, index), self.y.index_select(0, index)
         loss = F.cross_entropy(self.model(x), y)
         self.optimizer.zero_grad(set_to_none=True)
@@ -139,7 +166,7 @@ class Static:
 # ---------------------------------------------------------------------- vector env
 
 
-def make_vector(num_envs: int, num_modules: int) -> RoutingVectorEnv:
+def make_vector(num_envs: int, num_modules: int, device: str = "cpu") -> RoutingVectorEnv:
     """The benchmarked vector env: one module update per batch of finished routes."""
     return RoutingVectorEnv(
         num_envs=num_envs,
@@ -148,14 +175,15 @@ def make_vector(num_envs: int, num_modules: int) -> RoutingVectorEnv:
         hidden_dim=HIDDEN,
         max_depth=DEPTH,
         module_batch_size=num_envs,
+        device=device,
     )
 
 
 class RandomVector:
     """The vector env stepped with uniformly random valid actions."""
 
-    def __init__(self, num_envs: int, num_modules: int, seed: int = 0) -> None:
-        self.env = make_vector(num_envs, num_modules)
+    def __init__(self, num_envs: int, num_modules: int, seed: int = 0, device: str = "cpu") -> None:
+        self.env = make_vector(num_envs, num_modules, device)
         self.rng = np.random.default_rng(seed)
         self.obs, self.infos = self.env.reset(seed=seed)
 
@@ -178,9 +206,11 @@ def random_valid(rng: np.random.Generator, masks: np.ndarray, depth: np.ndarray)
     return allowed[rng.integers(len(allowed), size=len(depth))]
 
 
-def wpl_vector(num_envs: int, num_modules: int, routes: int, seed: int = 0) -> Rate:
+def wpl_vector(
+    num_envs: int, num_modules: int, routes: int, seed: int = 0, device: str = "cpu"
+) -> Rate:
     """Routes/s of ``agents.train`` with per-task tabular WPL on the vector env."""
-    env = make_vector(num_envs, num_modules)
+    env = make_vector(num_envs, num_modules, device)
     agent = agents.make_agent("wpl", env, seed=seed)
     agents.train(agent, env, episodes=num_envs * 4, progress=False, seed=seed)  # warm-up
 
@@ -193,10 +223,10 @@ def wpl_vector(num_envs: int, num_modules: int, routes: int, seed: int = 0) -> R
 # ---------------------------------------------------------------------- where routers learn
 
 
-def learning_vector(num_envs: int) -> RoutingVectorEnv:
+def learning_vector(num_envs: int, device: str = "cpu", dataset: str = DATASET) -> RoutingVectorEnv:
     """The vector env at the settings where routers learn: the environment's defaults, those
     of ``routing-env train`` (module batch 16, module lr 0.3)."""
-    return RoutingVectorEnv(num_envs=num_envs, dataset=DATASET)
+    return RoutingVectorEnv(num_envs=num_envs, dataset=dataset, device=device)
 
 
 def to_target(
@@ -207,7 +237,8 @@ def to_target(
     ``every`` routes up to ``limit``; ``None`` routes when it never does. Returns the last
     accuracy too."""
     env = make_env()
-    test = RoutingEnv(DATASET, split="test", network=env.unwrapped.network)
+    network = env.unwrapped.network
+    test = RoutingEnv(DATASET, split="test", network=network, device=network.device)
     agent = agents.make_agent("wpl", test, seed=seed)
     routes, seconds, accuracy = 0, 0.0, 0.0
     while routes < limit:
@@ -232,13 +263,14 @@ def learning_section(args: argparse.Namespace) -> None:
     """Table 0: per-task WPL learning at the train defaults against the static network at the
     same SGD batch, and routes and seconds to the target accuracy."""
     envs, batch = 256, 16
-    static = Static(batch)
-    learner = learning_vector(envs)
+    device = args.device
+    static = Static(batch, device=device)
+    learner = learning_vector(envs, device)
     agent = agents.make_agent("wpl", learner, seed=0)
     agents.train(agent, learner, episodes=envs * 4, progress=False, seed=0)  # warm-up
     chunk = 10_000 if args.quick else 60_000
     single_chunk = 500 if args.quick else 5_000
-    single = RoutingEnv(DATASET)
+    single = RoutingEnv(DATASET, device=device)
     single_agent = agents.make_agent("wpl", single, seed=0)
     agents.train(single_agent, single, episodes=200, progress=False, seed=0)
     figures = best_of(
@@ -274,9 +306,12 @@ def learning_section(args: argparse.Namespace) -> None:
     print()
     print(f"routes and seconds to {target:.0%} test accuracy (evaluated every {every:,} routes)")
     cases = (
-        (f"vector env, {envs} envs, module batch {batch}", lambda: learning_vector(envs)),
-        (f"vector env, {envs} envs, module batch {envs} (Table 1)", lambda: make_vector(envs, 10)),
-        ("single-sample env, module batch 16", lambda: RoutingEnv(DATASET)),
+        (f"vector env, {envs} envs, module batch {batch}", lambda: learning_vector(envs, device)),
+        (
+            f"vector env, {envs} envs, module batch {envs} (Table 1)",
+            lambda: make_vector(envs, 10, device),
+        ),
+        ("single-sample env, module batch 16", lambda: RoutingEnv(DATASET, device=device)),
     )
     for label, factory in cases:
         routes, seconds, accuracy = to_target(factory, target, every, limit)
@@ -291,8 +326,8 @@ def learning_section(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------- single env
 
 
-def single_random(routes: int, seed: int = 0) -> Rate:
-    env = RoutingEnv(DATASET)
+def single_random(routes: int, seed: int = 0, device: str = "cpu") -> Rate:
+    env = RoutingEnv(DATASET, device=device)
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
 
@@ -309,8 +344,8 @@ def single_random(routes: int, seed: int = 0) -> Rate:
     return run_once(run, routes)
 
 
-def single_wpl(routes: int, seed: int = 0) -> Rate:
-    env = RoutingEnv(DATASET)
+def single_wpl(routes: int, seed: int = 0, device: str = "cpu") -> Rate:
+    env = RoutingEnv(DATASET, device=device)
     agent = agents.make_agent("wpl", env, seed=seed)
     agents.train(agent, env, episodes=200, progress=False, seed=seed)  # warm-up
 
@@ -333,7 +368,61 @@ def memory_kb() -> dict[str, int]:
     return values
 
 
+# ---------------------------------------------------------------------- scale
+
+
+def wpl_against_static(
+    static: Static, env: RoutingVectorEnv, routes: int, seconds: float, repeats: int
+) -> Figures:
+    """Per-task WPL learning on ``env`` (``routes`` per repeat, after a warm-up) and the
+    static network's SGD steps, round by round."""
+    agent = agents.make_agent("wpl", env, seed=0)
+    agents.train(agent, env, episodes=env.num_envs * 2, progress=False, seed=0)
+
+    def learn() -> None:
+        agents.train(agent, env, routes, progress=False, seed=None)
+
+    return best_of(
+        {
+            "static": lambda: timed(static.step, seconds),
+            "vector": lambda: run_once(learn, routes),
+        },
+        repeats,
+    )
+
+
+def scale_section(args: argparse.Namespace) -> None:
+    """Table 4: per-task WPL learning at the train defaults with many envs and on FashionMTL's
+    conv trunk, against the static network (trunk included) at the same SGD batch, both on
+    ``args.device``: what DESIGN 7 expects a GPU to change."""
+    from routing_env.datasets.suites import available_offline
+
+    device, batch = args.device, 16
+    datasets = [DATASET] + (["fashion-mtl"] if available_offline("fashion-mtl") else [])
+    print()
+    print(f"4. per-task WPL learning at the train defaults (module batch {batch}) on {device}")
+    print(f"{'dataset':<14}{'envs':>6}{'routes/s':>10}{'static/s':>10}{'x static':>9}")
+    for dataset in datasets:
+        static = Static(batch, dataset=dataset, device=device)
+        for envs in (256, 4096):
+            figures = wpl_against_static(
+                static,
+                learning_vector(envs, device, dataset),
+                envs * (4 if args.quick else 20),
+                args.seconds,
+                1 if args.quick else 2,
+            )
+            print(
+                f"{dataset:<14}{envs:6d}{figures.best('vector'):10.0f}"
+                f"{figures.best('static'):10.0f}{figures.ratio('vector', 'static'):9.3f}"
+            )
+    if datasets == [DATASET]:
+        print("  (FashionMTL not measured: Debian's dataset-fashion-mnist is not installed)")
+
+
 # ---------------------------------------------------------------------- tables
+
+SECTIONS = ("0", "1", "2", "3", "4")
 
 
 def main() -> None:
@@ -342,26 +431,67 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=0.4, help="length of one repeat")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--memory-samples", type=int, default=1_000_000)
+    parser.add_argument(
+        "--device", default="cpu", help="torch device of every measurement (cpu, cuda, cuda:1)"
+    )
+    parser.add_argument(
+        "--sections",
+        default=None,
+        help="comma-separated tables to run, of 0-4 (default 0-3 on the cpu, 0-4 elsewhere)",
+    )
     args = parser.parse_args()
+    try:
+        device = str(torch.device(args.device))
+    except RuntimeError as error:
+        parser.error(f"--device: {error}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {device}: no CUDA device is available here")
+    sections = (
+        args.sections.split(",")
+        if args.sections
+        else list(SECTIONS[:4] if device == "cpu" else SECTIONS)
+    )
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        parser.error(f"--sections: unknown {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    args.device = device
     torch.set_num_threads(1)
     seconds, repeats = args.seconds, args.repeats
     wpl_routes, single_routes = 60_000, 3_000
     if args.quick:
         seconds, repeats, wpl_routes, single_routes = 0.2, 1, 10_000, 500
         args.memory_samples = min(args.memory_samples, 100_000)
-    print(f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, load {load()}")
-    learning_section(args)
+    print(
+        f"torch {torch.__version__}, 1 thread, {os.cpu_count()} cores, device {device}, "
+        f"load {load()}"
+    )
+    if "0" in sections:
+        learning_section(args)
+    if "1" in sections:
+        table_1(args, seconds, repeats, wpl_routes, single_routes)
+    if "2" in sections:
+        table_2(args, seconds, repeats)
+    if "3" in sections:
+        table_3(args)
+    if "4" in sections:
+        scale_section(args)
+    print(f"\nload at the end {load()}")
 
-    # Table 1 ---------------------------------------------------------------
+
+def table_1(
+    args: argparse.Namespace, seconds: float, repeats: int, wpl_routes: int, single_routes: int
+) -> None:
+    """Table 1: module batch 256, where per-task WPL does not learn."""
+    device = args.device
     envs, modules = 256, 10
-    static, vector = Static(envs), RandomVector(envs, modules)
+    static, vector = Static(envs, device=device), RandomVector(envs, modules, device=device)
     figures = best_of(
         {
             "static": lambda: timed(static.step, seconds),
             "random": lambda: timed(vector.step, seconds),
-            "wpl": lambda: wpl_vector(envs, modules, wpl_routes),
-            "single random": lambda: single_random(single_routes),
-            "single wpl": lambda: single_wpl(single_routes),
+            "wpl": lambda: wpl_vector(envs, modules, wpl_routes, device=device),
+            "single random": lambda: single_random(single_routes, device=device),
+            "single wpl": lambda: single_wpl(single_routes, device=device),
         },
         repeats,
     )
@@ -389,7 +519,10 @@ def main() -> None:
         line += f"{figures.ratio(name, single, 'cpu'):9.1f}" if single else ""
         print(line)
 
-    # Table 2 ---------------------------------------------------------------
+
+def table_2(args: argparse.Namespace, seconds: float, repeats: int) -> None:
+    """Table 2: random valid actions by modules per layer and envs."""
+    device = args.device
     print()
     print("2. vector env, random valid actions: routed samples/s by modules per layer and envs")
     print(
@@ -397,12 +530,12 @@ def main() -> None:
         f"{'x 2 mod.':>9}{'cpu: x static':>15}{'x 2 mod.':>9}"
     )
     for envs in (64, 256, 1024):
-        static = Static(envs)
+        static = Static(envs, device=device)
         measures: dict[str, Callable[[], Rate]] = {
             "static": lambda s=static.step: timed(s, seconds)
         }
         for modules in (2, 5, 10, 20, 50):
-            vector = RandomVector(envs, modules)
+            vector = RandomVector(envs, modules, device=device)
             measures[str(modules)] = lambda step=vector.step: timed(step, seconds)
         figures = best_of(measures, repeats)
         for modules in (2, 5, 10, 20, 50):
@@ -414,10 +547,13 @@ def main() -> None:
                 f"{figures.ratio(name, '2', 'cpu'):9.2f}"
             )
 
-    # Table 3 ---------------------------------------------------------------
+
+def table_3(args: argparse.Namespace) -> None:
+    """Table 3: resident memory over many routed samples."""
+    device = args.device
     print()
     envs, modules = 256, 10
-    vector = RandomVector(envs, modules)
+    vector = RandomVector(envs, modules, device=device)
     for _ in range(200):
         vector.step()
     before = memory_kb()
@@ -432,7 +568,6 @@ def main() -> None:
             f"{name:<24}{before[key] / 1024:9.1f} MB -> {after[key] / 1024:9.1f} MB"
             f"  (+{growth:.1f} MB)"
         )
-    print(f"\nload at the end {load()}")
 
 
 if __name__ == "__main__":
