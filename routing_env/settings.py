@@ -70,6 +70,7 @@ RUN_ENV_SETTINGS: tuple[str, ...] = (
     "module_optimizer",
     "module_batch_size",
     "module_lr_anneal_every",
+    "device",
 )
 
 #: Defaults of a training run (``routing-env train``, ``agents.train``).

@@ -87,6 +87,30 @@ def add_bootstrap_reps(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def device_name(text: str) -> str:
+    """``--device``: a torch device name (``cpu``, ``cuda``, ``cuda:1``, ``mps``); a
+    ``UsageError`` names a malformed one or a CUDA device this machine does not have."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise UsageError(f"takes a torch device (cpu, cuda, cuda:1), got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"{text}: no CUDA device is available on this machine")
+    return str(device)
+
+
+def add_device(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--device``: where the routed network (and ``what``) computes; default the CPU
+    (checked by :func:`device_name` when the command runs, so a bad one ends in one line)."""
+    parser.add_argument(
+        "--device",
+        default=None,
+        help=f"torch device of the routed network and {what} (cpu, cuda, cuda:1; default cpu)",
+    )
+
+
 def positive(value: int | None, option: str) -> None:
     """A ``UsageError`` unless ``value`` is unset or positive."""
     if value is not None and value < 1:

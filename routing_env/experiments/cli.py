@@ -21,7 +21,9 @@ from routing_env import suite_id
 from routing_env.experiments.arguments import (
     HelpFormatter,
     UsageError,
+    add_device,
     add_episodes,
+    device_name,
     fail,
     plain,
     positive,
@@ -72,6 +74,7 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--module-batch-size", type=int, default=None)
     train.add_argument("--collaboration-reward", type=float, default=0.0)
     train.add_argument("--data-dir", default=None, help="folder of suites read from files")
+    add_device(train, "its data")
     train.add_argument("--no-progress", action="store_true")
     train.add_argument(
         "--num-envs",
@@ -145,6 +148,7 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         "max_depth": args.max_depth,
         "collaboration_reward": args.collaboration_reward,
         "data_dir": args.data_dir,
+        "device": args.device,
     }
     # Unset keywords take the environment's own defaults (routing_env.settings).
     env_kwargs = {k: v for k, v in env_kwargs.items() if v is not None}
@@ -376,6 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         threads = getattr(args, "torch_threads", 1)
         positive(threads, "--torch-threads")
+        if getattr(args, "device", None) is not None:
+            args.device = device_name(args.device)
         # The verbs of their own modules run one torch thread per run (experiments.runs).
         torch.set_num_threads(threads)
         if args.command == "demo":

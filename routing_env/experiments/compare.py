@@ -44,6 +44,7 @@ from routing_env.experiments.aggregate import (
 from routing_env.experiments.arguments import (
     HelpFormatter,
     add_bootstrap_reps,
+    add_device,
     add_episodes,
     plain,
 )
@@ -285,6 +286,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/compare")
     add_grid_arguments(parser)
     parser.add_argument("--data-dir", default=None, help="folder of suites read from files")
+    add_device(parser, "of the baselines")
     add_bootstrap_reps(parser)
     parser.add_argument("--module-lr", type=float, default=None)
     parser.add_argument("--module-batch-size", type=int, default=None)
@@ -307,6 +309,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("module_lr", args.module_lr),
             ("module_batch_size", args.module_batch_size),
             ("num_modules", args.num_modules),
+            ("device", args.device),
         )
         if value is not None
     }

@@ -35,10 +35,15 @@ import numpy as np
 
 from agents.training import jsonable
 from routing_env.experiments.aggregate import REPS, check_bootstrap, report_section
-from routing_env.experiments.arguments import HelpFormatter, add_bootstrap_reps, plain
+from routing_env.experiments.arguments import (
+    HelpFormatter,
+    add_bootstrap_reps,
+    add_device,
+    plain,
+)
 from routing_env.experiments.compare import progress_printer, summarize, write_comparison
 from routing_env.experiments.grid import add_grid_arguments, run_grid
-from routing_env.experiments.runs import RunSpec, check_methods
+from routing_env.experiments.runs import RunSpec, check_methods, recorded
 
 #: Methods of the report and what ``001`` calls them.
 REPORT_METHODS: dict[str, str] = {
@@ -164,6 +169,7 @@ def judge_claims(
             if better is None or worse is None:
                 continue
             difference, low, high = difference_interval(better["accuracies"], worse["accuracies"])
+            needed = seeds_to_resolve(better["accuracies"], worse["accuracies"])
             rows.append(
                 {
                     "claim": claim.text,
@@ -176,9 +182,77 @@ def judge_claims(
                     "high": high,
                     "verdict": _with_floor(verdict(low, high), better, worse),
                     "majority_rate": better["majority_rate"],
+                    "seeds_needed": needed,
                 }
             )
+            rows[-1]["reason"] = reason(
+                rows[-1],
+                min(len(better["accuracies"]), len(worse["accuracies"])),
+                claim.better,
+                claim.worse,
+            )
     return rows
+
+
+#: Differences of mean test accuracy below this (0.1 points) are too small to matter: a claim
+#: that rests on one is "not resolved" however many seeds are run.
+NEGLIGIBLE = 1e-3
+
+
+def seeds_to_resolve(better: Sequence[float], worse: Sequence[float], level: float = 0.95) -> float:
+    """Seeds per method at which a difference of the means seen here, with the spreads seen
+    here, would have a Welch interval that excludes zero: the smallest ``n`` with
+    ``t(n) * sqrt((s_a^2 + s_b^2) / n) < |difference|`` (``t`` at ``2n - 2`` degrees of
+    freedom, a lower bound of Welch's); ``inf`` for a zero difference, ``nan`` with fewer than
+    two values on a side."""
+    from scipy import stats
+
+    a, b = np.asarray(better, dtype=float), np.asarray(worse, dtype=float)
+    if a.size < 2 or b.size < 2:
+        return math.nan
+    difference = abs(float(a.mean() - b.mean()))
+    spread = float(a.var(ddof=1) + b.var(ddof=1))
+    if difference == 0:
+        return math.inf
+    for n in range(2, 10_001):
+        if stats.t.ppf(0.5 + level / 2, 2 * n - 2) * math.sqrt(spread / n) < difference:
+            return float(n)
+    return math.inf
+
+
+def reason(row: Mapping[str, Any], seeds: int, better: str, worse: str) -> str:
+    """Why a claim got its verdict, in one sentence (``row`` from :func:`judge_claims`)."""
+    points = 100 * row["difference"]
+    interval = f"[{100 * row['low']:+.2f}, {100 * row['high']:+.2f}]"
+    verdict_text = row["verdict"]
+    if verdict_text == "supported":
+        return (
+            f"{better} is ahead by {points:.2f} points and the 95% interval {interval} lies "
+            f"above zero over {seeds} seeds."
+        )
+    if verdict_text == "contradicted":
+        return (
+            f"{worse} is ahead by {-points:.2f} points and the 95% interval {interval} lies "
+            f"below zero over {seeds} seeds."
+        )
+    if verdict_text.startswith("not resolved (both"):
+        return (
+            f"neither left the majority rate ({100 * row['majority_rate']:.1f}%): there is "
+            "nothing to compare yet at this budget, and more seeds would not change that."
+        )
+    if verdict_text.startswith("not resolved (one"):
+        return "one seed gives no interval."
+    needed = row["seeds_needed"]
+    if abs(row["difference"]) < NEGLIGIBLE or not math.isfinite(needed):
+        return (
+            f"the two are within {abs(points):.2f} points of each other ({interval}): a "
+            "difference this small does not matter, and more seeds would only narrow the "
+            "interval around it."
+        )
+    return (
+        f"the difference {points:+.2f} points is inside the seeds' spread {interval}; at this "
+        f"spread about {needed:.0f} seeds per method would resolve it."
+    )
 
 
 def _with_floor(text: str, better: Mapping[str, Any], worse: Mapping[str, Any]) -> str:
@@ -192,8 +266,8 @@ def _with_floor(text: str, better: Mapping[str, Any], worse: Mapping[str, Any]) 
 def claims_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The claim verdicts as a markdown table (accuracies in %)."""
     lines = [
-        "| claim | source | suite | A (%) | B (%) | A - B (95% CI, points) | verdict |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| claim | source | suite | A (%) | B (%) | A - B (95% CI, points) | verdict | why |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for row in rows:
         interval = (
@@ -204,7 +278,7 @@ def claims_table(rows: Sequence[Mapping[str, Any]]) -> str:
         lines.append(
             f"| {row['claim']} | {row['source']} | {row['suite']} | {100 * row['better']:.2f} "
             f"| {100 * row['worse']:.2f} | {100 * row['difference']:+.2f}{interval} "
-            f"| {row['verdict']} |"
+            f"| {row['verdict']} | {row.get('reason', '')} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -381,6 +455,7 @@ def report(
         for seed in seed_list
         for method in methods
     ]
+    made = sum(recorded(spec) is None for spec in specs)
     began = time.perf_counter()
     records = run_grid(
         specs,
@@ -389,6 +464,16 @@ def report(
         on_result=progress_printer() if progress else None,
     )
     seconds = time.perf_counter() - began
+    invocations = [
+        *_earlier_invocations(out),
+        {
+            "seconds": seconds,
+            "runs_made": made,
+            "runs_read": len(specs) - made,
+            "suites": suites,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        },
+    ]
     summary = []
     figures: dict[str, list[str]] = {}
     tables: dict[str, str] = {}
@@ -420,6 +505,11 @@ def report(
         "seeds": seed_list,
         "methods": methods,
         "seconds": seconds,
+        "invocations": invocations,
+        "run_minutes": {
+            suite: sum(r["wall_seconds"] for r in records if r["suite"] == suite) / 60
+            for suite in suites
+        },
         "workers": workers,
         "scale": scale,
         "settings": settings,
@@ -436,10 +526,46 @@ def report(
         "budgets": budgets,
         "epochs": epochs_of,
         "seconds": seconds,
+        "invocations": invocations,
     }
     with open(os.path.join(out, "results.json"), "w") as handle:
         json.dump(result, handle, indent=1, default=jsonable)
     return {**result, "path": path}
+
+
+def _earlier_invocations(out: str) -> list[dict[str, Any]]:
+    """The invocations of ``routing-env report`` that wrote ``out``'s ``results.json`` before
+    (a resumed or extended report keeps the time of the runs it reads from them)."""
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as handle:
+        earlier = json.load(handle)
+    if "invocations" in earlier:
+        return list(earlier["invocations"])
+    suites = list(dict.fromkeys(record["suite"] for record in earlier.get("records", [])))
+    return [
+        {
+            "seconds": earlier.get("seconds", math.nan),
+            "runs_made": len(earlier.get("records", [])),
+            "runs_read": 0,
+            "suites": suites,
+            "finished": None,
+        }
+    ]
+
+
+def _invocations_text(invocations: Sequence[Mapping[str, Any]], workers: int) -> str:
+    """One sentence per invocation: its time, its suites and the runs it made and read."""
+    parts = []
+    for number, one in enumerate(invocations, 1):
+        when = f", finished {one['finished']}" if one.get("finished") else ""
+        parts.append(
+            f"{number}. {one['seconds'] / 60:.1f} minutes with {workers} worker processes: "
+            f"{one['runs_made']} runs made, {one['runs_read']} read from earlier records "
+            f"({', '.join(one['suites'])}{when})."
+        )
+    return "\n".join(parts)
 
 
 def _markdown(
@@ -458,10 +584,17 @@ def _markdown(
     lines = [
         "# routing-env report: `001` Table 2 on the offline suites",
         "",
-        f"Generated by `routing-env report --scale {context['scale']}` in "
-        f"{context['seconds'] / 60:.1f} minutes with {context['workers']} worker processes on "
+        f"Generated by `routing-env report --scale {context['scale']}` on "
         f"{platform.machine()} ({os.cpu_count()} CPUs), seeds "
-        f"{', '.join(str(seed) for seed in context['seeds'])}.",
+        f"{', '.join(str(seed) for seed in context['seeds'])}, in these invocations (a report "
+        "continues from the records of the runs an earlier one made):",
+        "",
+        _invocations_text(context["invocations"], context["workers"]),
+        "",
+        "The runs' own wall time, summed over runs per suite (set-up and evaluations "
+        "included): "
+        + ", ".join(f"{suite} {m:.1f} min" for suite, m in context["run_minutes"].items())
+        + ".",
         "",
         "Every method trains on the same suite data for the same number of samples, with the "
         f"module settings of `routing-env train` ({_settings_text({**settings, **extra})}; the "
@@ -488,6 +621,8 @@ def _markdown(
         "Methods:",
         "",
         *[f"* `{m}`: {REPORT_METHODS.get(m, m)}" for m in context["methods"]],
+        "",
+        _fashion_text(context),
         "",
         "## Claims of `001`",
         "",
@@ -538,6 +673,25 @@ def _markdown(
     return "\n".join(lines)
 
 
+def _fashion_text(context: Mapping[str, Any]) -> str:
+    """What this report did with FashionMTL, the suite with ``001``'s conv trunk, and why."""
+    why = (
+        "its SimpleConvNet trunk makes a sample about 20 times as costly on a CPU as on the "
+        "MLP suites (`python benchmarks/vector_env.py --sections 4` measures it), so the paper "
+        "scale gives it one epoch on a CPU, and it runs only when `--suites` names it; on a GPU, "
+        "`routing-env report --suites fashion-mtl --epochs 10 --device cuda` takes it to Table "
+        "2's epoch 10."
+    )
+    if "fashion-mtl" not in context["epochs"]:
+        return f"FashionMTL is not in this report: {why}"
+    device = context["settings"].get("device", "cpu")
+    epochs = context["epochs"]["fashion-mtl"]
+    return (
+        f"FashionMTL ran {epochs:g} epoch(s) ({context['budgets']['fashion-mtl']:,} samples) "
+        f"per run on {device}: {why}"
+    )
+
+
 def _settings_text(settings: Mapping[str, Any]) -> str:
     return ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in settings.items())
 
@@ -581,6 +735,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="divide the module lr by 10 every E epochs (001: 20; default constant)",
     )
     add_grid_arguments(parser, seeds="5", points=False)
+    add_device(parser, "of the baselines")
     add_bootstrap_reps(parser)
     parser.set_defaults(run_verb=run)
 
@@ -594,11 +749,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         methods=_names(args.methods),
         scale=args.scale,
         epochs=args.epochs,
-        settings=(
-            {}
-            if args.collaboration_reward is None
-            else {"collaboration_reward": args.collaboration_reward}
-        ),
+        settings={
+            key: value
+            for key, value in (
+                ("collaboration_reward", args.collaboration_reward),
+                ("device", args.device),
+            )
+            if value is not None
+        },
         anneal_epochs=args.anneal_epochs,
         workers=args.workers,
         ray_address=args.ray_address,

@@ -155,11 +155,10 @@ def run(spec: RunSpec, torch_threads: int = 1) -> dict[str, Any]:
     from routing_env.env import resolve_dataset
 
     done = None if spec.out_dir is None else os.path.join(spec.out_dir, "record.json")
+    record = recorded(spec)
+    if record is not None:
+        return record
     if done is not None and os.path.isfile(done):
-        with open(done) as handle:
-            record = json.load(handle)
-        if record.get("spec") == spec_dict(spec):
-            return record
         # Another run's results and checkpoint: this spec starts afresh.
         stale = os.path.join(spec.out_dir, "checkpoint.pt")
         if os.path.exists(stale):
@@ -186,6 +185,19 @@ def run(spec: RunSpec, torch_threads: int = 1) -> dict[str, Any]:
             json.dump(record, handle, default=jsonable)
         os.replace(done + ".tmp", done)
     return record
+
+
+def recorded(spec: RunSpec) -> dict[str, Any] | None:
+    """The record a finished run of ``spec`` left in ``spec.out_dir`` (``record.json`` of the
+    same spec), or ``None``: :func:`run` reads it instead of running again."""
+    if spec.out_dir is None:
+        return None
+    done = os.path.join(spec.out_dir, "record.json")
+    if not os.path.isfile(done):
+        return None
+    with open(done) as handle:
+        record = json.load(handle)
+    return record if record.get("spec") == spec_dict(spec) else None
 
 
 def majority_rate(dataset: Any) -> float:
@@ -342,6 +354,7 @@ def _run_baseline(spec: RunSpec, dataset: Any) -> dict[str, Any]:
         max_depth=settings.get("max_depth", 3),
         eval_every=max(1, spec.budget // spec.points),
         lr_anneal_every=settings.get("module_lr_anneal_every"),
+        device=settings.get("device", "cpu"),
     )
     final = history["final"]
     return {

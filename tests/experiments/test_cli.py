@@ -106,6 +106,8 @@ def test_bad_arguments_and_data_end_in_one_line_with_exit_code_2(tmp_path, capsy
         ["train", "--episodes", "0"],
         ["train", "--agent", "dispatched-wpl", "--num-envs", "4", "--episodes", "10"],
         ["train", "--torch-threads", "0", "--episodes", "10"],
+        ["train", "--device", "gpu0", "--episodes", "10"],
+        ["report", "--device", "gpu0", "--scale", "quick"],
         ["bench-nonstationarity", "--suite", "nope", "--episodes", "10"],
         ["compare", "--suite", "nope", "--methods", "wpl", "--episodes", "10", "--seeds", "1"],
     ]

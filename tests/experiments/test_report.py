@@ -15,6 +15,7 @@ from routing_env.experiments.report import (
     epoch_table,
     judge_claims,
     report,
+    seeds_to_resolve,
     suite_epochs,
     verdict,
 )
@@ -66,6 +67,25 @@ def test_claims_are_judged_per_suite_where_both_methods_ran():
     ]
     assert "| WPL beats Q | x | s1 | 98.67 | 90.00 | +8.67" in claims_table(rows)
     assert {claim.better for claim in CLAIMS} == {"wpl"}
+    # One sentence of why per claim, in the table.
+    reasons = [r["reason"] for r in rows]
+    assert reasons[0].startswith("wpl is ahead by 8.67 points")
+    assert "above zero over 3 seeds" in reasons[0]
+    assert reasons[1].startswith("q is ahead by 5.00 points") and "below zero" in reasons[1]
+    assert "majority rate (90.0%)" in reasons[2] and "more seeds would not" in reasons[2]
+    assert reasons[3].startswith("the difference +0.67 points is inside the seeds' spread")
+    assert f"about {rows[3]['seeds_needed']:.0f} seeds per method would resolve it" in reasons[3]
+    assert all(f"| {reason} |" in claims_table(rows) for reason in reasons)
+
+
+def test_seeds_to_resolve_a_difference():
+    # Spread 0.01 on each side, difference 0.01: n with t(2n - 2) * sqrt(2e-4 / n) < 0.01.
+    a, b = [0.90, 0.91, 0.92], [0.89, 0.90, 0.91]
+    assert seeds_to_resolve(a, b) == 9  # t(16) = 2.12: 0.00999; at 8, t(14) = 2.14: 0.0107
+    low = difference_interval(a * 3, b * 3)[1]  # 9 seeds each, about the same spread
+    assert low > 0
+    assert seeds_to_resolve([0.5, 0.6], [0.6, 0.5]) == math.inf  # equal means
+    assert math.isnan(seeds_to_resolve([0.5], [0.4, 0.6]))
 
 
 def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
@@ -109,6 +129,23 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
         "task-specific-all-fc",
     ]
     assert all(0 <= r["probability"] <= 1 for r in saved["aggregates"]["improvement"])
+    assert "FashionMTL is not in this report:" in text
+    # The invocations are logged; a second one reads every run and says so.
+    assert saved["invocations"][0]["runs_made"] == 6
+    again = report(
+        tmp_path,
+        seeds=2,
+        suites=["synthetic-mtl"],
+        methods=["wpl", "q", "task-specific-all-fc"],
+        epochs=0.05,
+        workers=1,
+        progress=False,
+        bootstrap_reps=200,
+    )
+    assert [(i["runs_made"], i["runs_read"]) for i in again["invocations"]] == [(6, 0), (0, 6)]
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "1. " in text and "2. " in text and "0 runs made, 6 read from earlier records" in text
+    assert "The runs' own wall time, summed over runs per suite" in text
 
 
 def test_collapse_table_pairs_the_per_task_and_single_agent_routers():
@@ -184,3 +221,15 @@ def test_report_quick_scale_through_the_cli(tmp_path, capsys):
     for record in saved["records"]:
         assert record["curve"]["samples"][-1] in range(6000, 6016), record["method"]
         assert record["settings"]["module_lr_anneal_every"] == 20 * 6000, record["method"]
+
+
+def test_report_device_option(tmp_path, capsys):
+    argv = ["report", "--scale", "quick", "--suites", "synthetic-mtl", "--seeds", "1"]
+    argv += ["--methods", "wpl,task-specific-1-fc", "--workers", "1", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--device", "gpu0"])
+    assert stop.value.code == 2
+    assert "takes a torch device" in capsys.readouterr().err
+    assert main([*argv, "--device", "cpu", "--epochs", "0.05"]) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert all(record["spec"]["settings"]["device"] == "cpu" for record in saved["records"])
