@@ -13,10 +13,10 @@ thread) and every ratio compares figures measured in this run, close together in
    1024 envs, against the static network at the same batch size, and against 2 modules.
 3. Resident memory (``VmRSS``, and the peak ``VmHWM``, from ``/proc/self/status``) before and
    after one million routed samples.
-4. Per-task WPL learning at the train defaults with 256 and 4,096 envs, on DigitsMTL and on
-   FashionMTL's conv trunk (when Debian's files are installed), against the static network
-   (with the same trunk) at the same SGD batch: the table for a GPU (``--device cuda``),
-   where it runs by default; on the CPU only with ``--sections 4``.
+4. Per-task WPL learning at the train defaults with 256 and 4,096 envs (``--scale-envs``), on
+   DigitsMTL and on FashionMTL's conv trunk (when Debian's files are installed), against the
+   static network (with the same trunk) at the same SGD batch: the table for a GPU
+   (``--device cuda``), where it runs by default; on the CPU only with ``--sections 4``.
 
 Every table runs on ``--device`` (default ``cpu``); table 0 is the headline.
 
@@ -404,7 +404,7 @@ def scale_section(args: argparse.Namespace) -> None:
     print(f"{'dataset':<14}{'envs':>6}{'routes/s':>10}{'static/s':>10}{'x static':>9}")
     for dataset in datasets:
         static = Static(batch, dataset=dataset, device=device)
-        for envs in (256, 4096):
+        for envs in args.scale_envs:
             figures = wpl_against_static(
                 static,
                 learning_vector(envs, device, dataset),
@@ -433,6 +433,12 @@ def main() -> None:
     parser.add_argument("--memory-samples", type=int, default=1_000_000)
     parser.add_argument(
         "--device", default="cpu", help="torch device of every measurement (cpu, cuda, cuda:1)"
+    )
+    parser.add_argument(
+        "--scale-envs",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[256, 4096],
+        help="comma-separated numbers of envs of table 4 (default 256,4096)",
     )
     parser.add_argument(
         "--sections",
