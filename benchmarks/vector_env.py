@@ -410,9 +410,9 @@ def scale_section(args: argparse.Namespace) -> None:
             figures = wpl_against_static(
                 static,
                 learning_vector(envs, device, dataset),
-                envs * (4 if args.quick else 20),
+                args.scale_routes or envs * (4 if args.quick else 20),
                 args.seconds,
-                1 if args.quick else 2,
+                1 if args.quick else max(2, args.repeats // 2),
             )
             print(
                 f"{dataset:<14}{envs:6d}{figures.best('vector'):10.0f}"
@@ -441,6 +441,12 @@ def main() -> None:
         type=lambda text: [int(part) for part in text.split(",")],
         default=[256, 4096],
         help="comma-separated numbers of envs of table 4 (default 256,4096)",
+    )
+    parser.add_argument(
+        "--scale-routes",
+        type=int,
+        default=None,
+        help="WPL routes per round of table 4 (default 20 per env)",
     )
     parser.add_argument(
         "--scale-datasets",
