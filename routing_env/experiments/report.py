@@ -201,7 +201,7 @@ NEGLIGIBLE = 1e-3
 
 def seeds_to_resolve(better: Sequence[float], worse: Sequence[float], level: float = 0.95) -> float:
     """Seeds per method at which a difference of the means seen here, with the spreads seen
-    here, would have a Welch interval that excludes zero: the smallest ``n`` with
+    here, would have a Welch interval that excludes zero, a lower bound: the smallest ``n`` with
     ``t(n) * sqrt((s_a^2 + s_b^2) / n) < |difference|`` (``t`` at ``2n - 2`` degrees of
     freedom, a lower bound of Welch's); ``inf`` for a zero difference, ``nan`` with fewer than
     two values on a side."""
@@ -249,9 +249,14 @@ def reason(row: Mapping[str, Any], seeds: int, better: str, worse: str) -> str:
             "difference this small does not matter, and more seeds would only narrow the "
             "interval around it."
         )
+    if needed <= seeds:
+        return (
+            f"the difference {points:+.2f} points is inside the seeds' spread {interval}, "
+            "which only just reaches zero: a few more seeds would likely resolve it."
+        )
     return (
         f"the difference {points:+.2f} points is inside the seeds' spread {interval}; at this "
-        f"spread about {needed:.0f} seeds per method would resolve it."
+        f"spread at least {needed:.0f} seeds per method would be needed to resolve it."
     )
 
 
