@@ -88,17 +88,19 @@ def test_seeds_to_resolve_a_difference():
     assert math.isnan(seeds_to_resolve([0.5], [0.4, 0.6]))
 
 
+TINY_GRID = {
+    "seeds": 2,
+    "suites": ["synthetic-mtl"],
+    "methods": ["wpl", "q", "task-specific-all-fc"],
+    "epochs": 0.05,
+    "workers": 1,
+    "progress": False,
+    "bootstrap_reps": 200,
+}
+
+
 def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
-    result = report(
-        tmp_path,
-        seeds=2,
-        suites=["synthetic-mtl"],
-        methods=["wpl", "q", "task-specific-all-fc"],
-        epochs=0.05,
-        workers=1,
-        progress=False,
-        bootstrap_reps=200,
-    )
+    result = report(tmp_path, **TINY_GRID)
     text = (tmp_path / "REPORT.md").read_text()
     assert result["summary"][0]["seeds"] == [0, 1]
     assert [r["claim"] for r in result["claims"]] == [
@@ -132,16 +134,7 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     assert "FashionMTL is not in this report:" in text
     # The invocations are logged; a second one reads every run and says so.
     assert saved["invocations"][0]["runs_made"] == 6
-    again = report(
-        tmp_path,
-        seeds=2,
-        suites=["synthetic-mtl"],
-        methods=["wpl", "q", "task-specific-all-fc"],
-        epochs=0.05,
-        workers=1,
-        progress=False,
-        bootstrap_reps=200,
-    )
+    again = report(tmp_path, **TINY_GRID)
     assert [(i["runs_made"], i["runs_read"]) for i in again["invocations"]] == [(6, 0), (0, 6)]
     text = (tmp_path / "REPORT.md").read_text()
     assert "1. " in text and "2. " in text and "0 runs made, 6 read from earlier records" in text
