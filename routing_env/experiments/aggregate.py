@@ -114,6 +114,24 @@ def score_matrices(
     return matrices
 
 
+def on_shared_seeds(
+    records: Sequence[Mapping[str, Any]], suites: Sequence[str] | None = None
+) -> list[Mapping[str, Any]]:
+    """The records of ``suites`` (default all of ``records``') whose seed every one of those
+    suites ran for the same method: pooling over suites needs a full ``runs x suites``
+    matrix, so a suite that ran more seeds than the others (``report --suite-seeds``) pools
+    only the seeds they share."""
+    suites = list(suites or dict.fromkeys(r["suite"] for r in records))
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for record in records:
+        seeds.setdefault((record["method"], record["suite"]), set()).add(record["seed"])
+    shared = {
+        method: set.intersection(*(seeds.get((method, suite), set()) for suite in suites))
+        for method in dict.fromkeys(r["method"] for r in records)
+    }
+    return [r for r in records if r["suite"] in suites and r["seed"] in shared[r["method"]]]
+
+
 def interval_estimate(
     scores: np.ndarray, reps: int = REPS, seed: int = SEED, level: float = LEVEL
 ) -> dict[str, float]:
@@ -225,7 +243,8 @@ def pooled_rows(
     if len(suites) < 2:
         return []
     rows = []
-    for method, matrix in score_matrices(records, suites, complete_methods(records)).items():
+    methods = complete_methods(records)
+    for method, matrix in score_matrices(on_shared_seeds(records), suites, methods).items():
         estimate = interval_estimate(matrix, reps, seed, level)
         rows.append({"suite": POOLED, "method": method, "runs": matrix.size, **estimate})
     return rows
@@ -254,7 +273,7 @@ def improvement_rows(
         ]
         for suite in suites + ([POOLED] if len(suites) > 1 else []):
             columns = suites if suite == POOLED else [suite]
-            matrices = score_matrices(records, columns, [better, worse])
+            matrices = score_matrices(on_shared_seeds(records, columns), columns, [better, worse])
             estimate = improvement_estimate(matrices[better], matrices[worse], reps, seed, level)
             rows.append({"better": better, "worse": worse, "suite": suite, **estimate})
     return rows
@@ -336,7 +355,7 @@ def plot_profiles(
     import matplotlib.pyplot as plt
     from rliable import library, plot_utils
 
-    matrices = score_matrices(records, methods=complete_methods(records))
+    matrices = score_matrices(on_shared_seeds(records), methods=complete_methods(records))
     for matrix in matrices.values():
         _checked(matrix, reps, level)
     lowest = min(float(matrix.min()) for matrix in matrices.values())
@@ -514,7 +533,8 @@ def report_section(
     improvement = improvement_rows(records, pairs, reps, seed, level)
     lines += [
         method_text(reps, seed, level)
-        + f" `{POOLED}`: all runs of the suites together (methods that ran on every suite).",
+        + f" `{POOLED}`: the runs of all suites together (methods that ran on every suite; "
+        "seeds that every suite ran).",
         "",
         "IQM of the normalised score (95% CI):",
         "",

@@ -12,6 +12,7 @@ from routing_env.experiments.aggregate import (
     improvement_table,
     interval_estimate,
     normalised_score,
+    on_shared_seeds,
     plot_profiles,
     record_score,
     report_section,
@@ -193,6 +194,28 @@ def test_improvement_rows_cover_the_suites_where_both_methods_ran():
     table = improvement_table(rows)
     assert table.splitlines()[0] == "| X | Y | a | b | pooled |"
     assert "| wpl | cross-stitch | - | 1.00 [1.00, 1.00] | - |" in table
+
+
+def test_a_suite_with_more_seeds_pools_only_the_seeds_every_suite_ran():
+    scores = {**SCORES, ("a", "wpl"): [0.8, 0.9, 0.85, 0.1, 0.2]}
+    records = records_of(scores)
+    shared = on_shared_seeds(records)
+    assert sorted(r["seed"] for r in shared if r["method"] == "wpl") == [0, 0, 1, 1, 2, 2]
+    assert len([r for r in shared if r["method"] == "q"]) == 6
+    assert on_shared_seeds(records, ["a"]) == [r for r in records if r["suite"] == "a"]
+    rows = aggregate_rows(records, reps=REPS)
+    runs = {(row["suite"], row["method"]): row["runs"] for row in rows}
+    assert runs[("a", "wpl")] == 5 and runs[(POOLED, "wpl")] == 6
+    assert rows[0]["mean"] == pytest.approx(0.57)
+    pooled = next(r for r in rows if (r["suite"], r["method"]) == (POOLED, "wpl"))
+    # Seeds 3 and 4 (0.1, 0.2) ran on suite a only: the pooled mean leaves them out.
+    assert pooled["mean"] == pytest.approx((0.85 + 0.6) / 2)
+    improvement = improvement_rows(records, [("wpl", "q")], reps=REPS)
+    assert [r["suite"] for r in improvement] == ["a", "b", POOLED]
+    # On a, all five wpl seeds meet q's three (0.0, 0.1, 0.0): wpl's 0.1 wins twice and ties
+    # once, the other four win all three: (12 + 2.5) / 15.
+    assert improvement[0]["probability"] == pytest.approx(14.5 / 15)
+    assert improvement[2]["probability"] == pytest.approx((1 + 7 / 9) / 2)
 
 
 def test_summary_rows_get_the_iqm_or_none_with_one_seed():

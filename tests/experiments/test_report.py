@@ -15,6 +15,7 @@ from routing_env.experiments.report import (
     epoch_table,
     judge_claims,
     report,
+    seeds_text,
     seeds_to_resolve,
     suite_epochs,
     verdict,
@@ -132,6 +133,7 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     ]
     assert all(0 <= r["probability"] <= 1 for r in saved["aggregates"]["improvement"])
     assert "FashionMTL is not in this report:" in text
+    assert "seeds of their own" not in text
     # The invocations are logged; a second one reads every run and says so.
     assert saved["invocations"][0]["runs_made"] == 6
     again = report(tmp_path, **TINY_GRID)
@@ -139,6 +141,31 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     text = (tmp_path / "REPORT.md").read_text()
     assert "1. " in text and "2. " in text and "0 runs made, 6 read from earlier records" in text
     assert "The runs' own wall time, summed over runs per suite" in text
+
+
+def test_a_suite_can_run_more_seeds_than_the_others(tmp_path):
+    grid = {**TINY_GRID, "methods": ["wpl", "q"], "suites": ["synthetic-mtl", "digits-mtl"]}
+    grid["epochs"] = 0.02
+    result = report(tmp_path, **grid, suite_seeds={"synthetic-mtl": 3})
+    seeds = {(r["suite"], r["method"]): r["seeds"] for r in result["summary"]}
+    assert seeds[("synthetic-mtl", "wpl")] == [0, 1, 2] and seeds[("digits-mtl", "q")] == [0, 1]
+    assert len(result["records"]) == 10
+    runs = {(r["suite"], r["method"]): r["runs"] for r in result["aggregates"]["rows"]}
+    assert runs[("synthetic-mtl", "wpl")] == 3 and runs[("pooled", "wpl")] == 4
+    assert result["seeds"] == {"synthetic-mtl": [0, 1, 2], "digits-mtl": [0, 1]}
+    text = (tmp_path / "REPORT.md").read_text()
+    assert "CPUs), seeds 0-1 (synthetic-mtl 0-2), in these invocations" in text
+    assert "Some suites ran seeds of their own (`--suite-seeds`)" in text
+    with pytest.raises(ValueError, match="seeds are given for cifar-mtl, which this report"):
+        report(tmp_path, **grid, suite_seeds={"cifar-mtl": 3})
+    with pytest.raises(ValueError, match="the seeds of digits-mtl repeat one"):
+        report(tmp_path, **grid, suite_seeds={"digits-mtl": [1, 1]})
+
+
+def test_seeds_text_names_the_suites_that_ran_other_seeds():
+    assert seeds_text({"a": [0, 1, 2]}, [0, 1, 2]) == "seeds 0-2"
+    assert seeds_text({"a": [0, 1], "c": [0, 1, 2, 5]}, [0, 1]) == "seeds 0-1 (c 0-2, 5)"
+    assert seeds_text({"a": [0, 1, 2], "c": [4]}, [0, 1]) == "seeds a 0-2; c 4"
 
 
 def test_collapse_table_pairs_the_per_task_and_single_agent_routers():
@@ -214,6 +241,28 @@ def test_report_quick_scale_through_the_cli(tmp_path, capsys):
     for record in saved["records"]:
         assert record["curve"]["samples"][-1] in range(6000, 6016), record["method"]
         assert record["settings"]["module_lr_anneal_every"] == 20 * 6000, record["method"]
+
+
+def test_report_suite_seeds_option(tmp_path, capsys):
+    argv = ["report", "--suites", "synthetic-mtl", "--seeds", "1", "--methods", "wpl,q"]
+    argv += ["--workers", "1", "--out", str(tmp_path), "--epochs", "0.02"]
+    for bad, message in (
+        ("synthetic-mtl", "takes SUITE=SEEDS"),
+        ("synthetic-mtl=x", "takes a count N"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, "--suite-seeds", bad])
+        assert stop.value.code == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as stop:
+        main([*argv, "--suite-seeds", "digits-mtl=2"])
+    assert stop.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("routing-env: error: seeds are given for digits-mtl")
+    assert "\n" not in error
+    assert main([*argv, "--suite-seeds", "synthetic-mtl=2"]) == 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(r["seed"] for r in saved["records"]) == [0, 0, 1, 1]
 
 
 def test_report_device_option(tmp_path, capsys):
