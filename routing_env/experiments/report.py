@@ -46,7 +46,7 @@ from routing_env.experiments.arguments import (
 )
 from routing_env.experiments.compare import progress_printer, summarize, write_comparison
 from routing_env.experiments.grid import add_grid_arguments, run_grid
-from routing_env.experiments.runs import RunSpec, check_methods, recorded
+from routing_env.experiments.runs import RunSpec, check_methods, recorded, spec_dict
 
 #: Methods of the report and what ``001`` calls them.
 REPORT_METHODS: dict[str, str] = {
@@ -466,14 +466,20 @@ def report(
         for seed in seeds_of[suite]
         for method in methods
     ]
-    made = sum(recorded(spec) is None for spec in specs)
+    known = _earlier_records(out)
+    found = [recorded(spec) or known.get(_spec_key(spec)) for spec in specs]
+    missing = [spec for spec, record in zip(specs, found, strict=True) if record is None]
+    made = len(missing)
     began = time.perf_counter()
-    records = run_grid(
-        specs,
-        workers=workers,
-        ray_address=ray_address,
-        on_result=progress_printer() if progress else None,
+    new_records = iter(
+        run_grid(
+            missing,
+            workers=workers,
+            ray_address=ray_address,
+            on_result=progress_printer() if progress else None,
+        )
     )
+    records = [record if record is not None else next(new_records) for record in found]
     seconds = time.perf_counter() - began
     invocations = [
         *_earlier_invocations(out),
@@ -544,6 +550,26 @@ def report(
     with open(os.path.join(out, "results.json"), "w") as handle:
         json.dump(result, handle, indent=1, default=jsonable)
     return {**result, "path": path}
+
+
+def _earlier_records(out: str) -> dict[str, dict[str, Any]]:
+    """The run records in ``out``'s ``results.json``, by spec (:func:`_spec_key`): a committed
+    report keeps them there, not its runs' folders (``runs/`` is not committed), and a report
+    extending it reads them instead of running them again."""
+    path = os.path.join(out, "results.json")
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as handle:
+        earlier = json.load(handle)
+    return {
+        json.dumps(record["spec"], sort_keys=True): record
+        for record in earlier.get("records", [])
+        if "spec" in record
+    }
+
+
+def _spec_key(spec: RunSpec) -> str:
+    return json.dumps(spec_dict(spec), sort_keys=True)
 
 
 def _earlier_invocations(out: str) -> list[dict[str, Any]]:

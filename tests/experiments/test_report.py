@@ -1,5 +1,6 @@
 import json
 import math
+import shutil
 
 import pytest
 
@@ -141,6 +142,13 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     text = (tmp_path / "REPORT.md").read_text()
     assert "1. " in text and "2. " in text and "0 runs made, 6 read from earlier records" in text
     assert "The runs' own wall time, summed over runs per suite" in text
+    # A committed report keeps results.json, not its runs' folders: it still extends.
+    shutil.rmtree(tmp_path / "synthetic-mtl" / "runs")
+    third = report(tmp_path, **TINY_GRID)
+    assert third["invocations"][-1]["runs_made"] == 0
+    assert [r["test_accuracy"] for r in third["records"]] == [
+        r["test_accuracy"] for r in result["records"]
+    ]
 
 
 def test_a_suite_can_run_more_seeds_than_the_others(tmp_path):
