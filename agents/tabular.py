@@ -206,16 +206,30 @@ class TabularAgent(Agent):
         :return: ``(tasks, depths, actions, returns, masks, bounds)``, group ``k`` being rows
             ``bounds[k]:bounds[k + 1]`` of the others; ``None`` without episodes.
         """
-        if not episodes:
+        ordered = self.ordered_decisions(episodes)
+        if ordered is None:
             return None
-        tasks, depths, actions, returns = decisions(episodes, self.gamma)
-        masks = decision_masks(episodes, self.num_actions)
-        check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
+        tasks, depths, actions, returns, masks = ordered
         order, bounds = visit_order(tasks * self.max_depth + depths)
         if order is not None:
             tasks, depths, actions = tasks[order], depths[order], actions[order]
             returns, masks = returns[order], masks[order]
         return tasks, depths, actions, returns, masks, bounds
+
+    def ordered_decisions(self, episodes: Sequence[Episode]) -> tuple[np.ndarray, ...] | None:
+        """The decisions of ``episodes`` in the order they were made, checked against the
+        tables.
+
+        :param episodes: finished routes, oldest first.
+        :return: ``(tasks, depths, actions, returns, masks)`` as :meth:`visits` gives them per
+            group; ``None`` without episodes.
+        """
+        if not episodes:
+            return None
+        tasks, depths, actions, returns = decisions(episodes, self.gamma)
+        masks = decision_masks(episodes, self.num_actions)
+        check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
+        return tasks, depths, actions, returns, masks
 
     def route_decisions(self, episode: Episode) -> tuple[np.ndarray, ...]:
         """``(tasks, depths, actions, masks)`` of the decisions of one route, in order,
