@@ -395,6 +395,17 @@ def bootstrapped_targets(
     return targets
 
 
+def decision_rewards(episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray]:
+    """The reward paid after every decision of ``episodes``, in order (float64), and the
+    number of decisions of each route."""
+    if isinstance(episodes, EpisodeBatch):
+        rewards = np.asarray(episodes.rewards, dtype=np.float64)
+        return _decision_entries(episodes, rewards), np.asarray(episodes.lengths, dtype=np.int64)
+    rewards = [np.asarray(episode.rewards, dtype=np.float64) for episode in episodes]
+    lengths = np.array([len(route) for route in rewards], dtype=np.int64)
+    return (np.concatenate(rewards) if rewards else np.zeros(0)), lengths
+
+
 def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:
     """The ``action_mask`` of every decision of ``episodes``, in order (all actions when a
     decision's info has none)."""
