@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 
 from agents.base import Episode
 from agents.persistence import register
-from agents.tabular import EpsilonGreedyTabular, bootstrapped_targets
+from agents.tabular import EpsilonGreedyTabular, decision_rewards
 
 TARGETS = ("bootstrap", "return")
 
@@ -80,27 +81,86 @@ class QLearning(EpsilonGreedyTabular):
     # ------------------------------------------------------------------ learning
 
     def learn_batch(self, episodes: Sequence[Episode]) -> None:
-        """Same result as :meth:`learn` on each route in order.
-
-        ``target="bootstrap"``: route by route, each bootstrapping from the table the earlier
-        ones left. ``target="return"``: a decision reads and writes only its own state's
-        entries, so the ``k``-th visits of all the states are applied together
-        (:meth:`~agents.tabular.TabularAgent.visits`).
+        """Same result as :meth:`learn` on each route in order, in one compiled loop
+        (:func:`q_steps`): ``target="bootstrap"`` route by route, each bootstrapping from the
+        table the earlier ones left; ``target="return"`` decision by decision.
 
         :param episodes: finished routes, oldest first; their ``infos`` may carry each
             decision's ``action_mask``.
         """
-        if self.target == "return":
-            for tasks, depths, actions, returns, _ in self.visits(episodes):
-                taken = self.q[tasks, depths, actions]
-                self.q[tasks, depths, actions] = taken + self.lr * (returns - taken)
-            self.episodes_seen += len(episodes)
+        ordered = self.ordered_decisions(episodes)
+        if ordered is None:
             return
-        for episode in episodes:
-            tasks, depths, actions, masks = self.route_decisions(episode)
-            targets = bootstrapped_targets(
-                self.q, tasks, depths, masks, episode.rewards, self.gamma
-            )
-            taken = self.q[tasks, depths, actions]
-            self.q[tasks, depths, actions] = taken + self.lr * (targets - taken)  # eq. 3.2
-            self.episodes_seen += 1
+        tasks, depths, actions, returns, masks = ordered
+        bootstrap = self.target == "bootstrap"
+        if bootstrap:
+            rewards, lengths = decision_rewards(episodes)
+        else:
+            rewards, lengths = np.ascontiguousarray(returns, dtype=np.float64), np.ones(0, np.int64)
+        self.q = np.ascontiguousarray(self.q)
+        q_steps(
+            self.q.reshape(-1, self.num_actions),
+            tasks * self.max_depth + depths,
+            actions,
+            rewards,
+            masks,
+            lengths,
+            self.lr,
+            self.gamma,
+            bootstrap,
+        )
+        self.episodes_seen += len(episodes)
+
+
+@numba.njit(cache=True)
+def q_steps(
+    q: np.ndarray,
+    states: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    masks: np.ndarray,
+    lengths: np.ndarray,
+    lr: float,
+    gamma: float,
+    bootstrap: bool,
+) -> None:
+    """Eq. 3.2 in place on ``q`` (``(states, actions)``) for the decisions of several routes in
+    order: decision ``i`` was made in state ``states[i]``, took ``actions[i]`` and was paid
+    ``rewards[i]``; route ``k`` is the next ``lengths[k]`` decisions, and the actions allowed
+    in a decision's state are its row of ``masks``.
+
+    ``bootstrap``: per route, every target ``r_i + gamma max_{a' allowed} Q(s_{i+1}, a')``
+    (``r_i`` at the last decision) is read before the route's updates, each update from the
+    value before them (:func:`~agents.tabular.bootstrapped_targets`). Otherwise ``rewards`` are
+    the returns ``R_i``, each decision's target, applied one after the other (``lengths``
+    unused).
+    """
+    if not bootstrap:
+        for i in range(states.shape[0]):
+            taken = q[states[i], actions[i]]
+            q[states[i], actions[i]] = taken + lr * (rewards[i] - taken)
+        return
+    longest = 0
+    for length in lengths:
+        longest = max(longest, length)
+    targets = np.empty(longest)
+    taken = np.empty(longest)
+    start = 0
+    for length in lengths:
+        for k in range(length):
+            i = start + k
+            target = rewards[i]
+            if k + 1 < length:
+                best = -np.inf
+                for a in range(q.shape[1]):
+                    value = q[states[i + 1], a]
+                    # NaN wins, as in NumPy's max.
+                    if masks[i + 1, a] and (value > best or value != value):
+                        best = value
+                target += gamma * best
+            targets[k] = target
+            taken[k] = q[states[i], actions[i]]
+        for k in range(length):
+            i = start + k
+            q[states[i], actions[i]] = taken[k] + lr * (targets[k] - taken[k])  # eq. 3.2
+        start += length

@@ -206,16 +206,30 @@ class TabularAgent(Agent):
         :return: ``(tasks, depths, actions, returns, masks, bounds)``, group ``k`` being rows
             ``bounds[k]:bounds[k + 1]`` of the others; ``None`` without episodes.
         """
-        if not episodes:
+        ordered = self.ordered_decisions(episodes)
+        if ordered is None:
             return None
-        tasks, depths, actions, returns = decisions(episodes, self.gamma)
-        masks = decision_masks(episodes, self.num_actions)
-        check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
+        tasks, depths, actions, returns, masks = ordered
         order, bounds = visit_order(tasks * self.max_depth + depths)
         if order is not None:
             tasks, depths, actions = tasks[order], depths[order], actions[order]
             returns, masks = returns[order], masks[order]
         return tasks, depths, actions, returns, masks, bounds
+
+    def ordered_decisions(self, episodes: Sequence[Episode]) -> tuple[np.ndarray, ...] | None:
+        """The decisions of ``episodes`` in the order they were made, checked against the
+        tables.
+
+        :param episodes: finished routes, oldest first.
+        :return: ``(tasks, depths, actions, returns, masks)`` as :meth:`visits` gives them per
+            group; ``None`` without episodes.
+        """
+        if not episodes:
+            return None
+        tasks, depths, actions, returns = decisions(episodes, self.gamma)
+        masks = decision_masks(episodes, self.num_actions)
+        check_indices((tasks, depths, actions), (self.num_tasks, self.max_depth, self.num_actions))
+        return tasks, depths, actions, returns, masks
 
     def route_decisions(self, episode: Episode) -> tuple[np.ndarray, ...]:
         """``(tasks, depths, actions, masks)`` of the decisions of one route, in order,
@@ -379,6 +393,17 @@ def bootstrapped_targets(
     following = np.where(masks[1:], q[tasks[1:], depths[1:]], -np.inf).max(axis=1)
     targets[:-1] += gamma * following
     return targets
+
+
+def decision_rewards(episodes: Sequence[Episode]) -> tuple[np.ndarray, np.ndarray]:
+    """The reward paid after every decision of ``episodes``, in order (float64), and the
+    number of decisions of each route."""
+    if isinstance(episodes, EpisodeBatch):
+        rewards = np.asarray(episodes.rewards, dtype=np.float64)
+        return _decision_entries(episodes, rewards), np.asarray(episodes.lengths, dtype=np.int64)
+    rewards = [np.asarray(episode.rewards, dtype=np.float64) for episode in episodes]
+    lengths = np.array([len(route) for route in rewards], dtype=np.int64)
+    return (np.concatenate(rewards) if rewards else np.zeros(0)), lengths
 
 
 def decision_masks(episodes: Sequence[Episode], num_actions: int) -> np.ndarray:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import numba
 import numpy as np
 
 from agents.base import Episode
@@ -108,105 +109,120 @@ class WPL(TabularAgent):
     # ------------------------------------------------------------------ learning
 
     def learn_batch(self, episodes: Sequence[Episode]) -> None:
-        """Same result as :meth:`learn` on each route in order.
-
-        A decision reads and writes only its own state's ``pi`` and ``Rbar``, so the ``k``-th
-        visits of all the states are applied together (:meth:`~TabularAgent.visits`): one
-        vectorised step of ``000`` Algorithm 5.1 per group, each line on all of the group's
-        states at once, with the arithmetic of one decision at a time.
+        """Same result as :meth:`learn` on each route in order: the decisions one by one, in
+        the order they were made, in one compiled loop (:func:`wpl_steps`).
 
         :param episodes: finished routes, oldest first.
         """
-        grouped = self.grouped_decisions(episodes)
-        if grouped is None:
+        ordered = self.ordered_decisions(episodes)
+        if ordered is None:
             return
-        tasks, depths, actions, returns, masks, bounds = grouped
-        # The updates read and write the tables through flat (state, action) views.
+        tasks, depths, actions, returns, masks = ordered
+        # The kernel writes the tables in place through flat (state, action) views.
         self.pi = np.ascontiguousarray(self.pi)
         self.rbar = np.ascontiguousarray(self.rbar)
-        rbar_table = self.rbar.reshape(-1)
-        states = tasks * self.max_depth + depths
-        num_actions = self.num_actions
-        # Per decision, once for the batch: the masks as factors (x * 1.0 is x, as x * True)
-        # and the entries they keep, lr * R, the flat indices of the decision's table row, and
-        # of its action among its group's rows.
-        factors = masks.astype(np.float64)
-        kept = ~masks
-        scaled = self.lr * returns
-        entries = states[:, None] * num_actions + np.arange(num_actions)
-        row = np.arange(len(states))
-        taken = row * num_actions + actions
-        # Masked entries of the acting policy are 0 and stay 0 through the clip, unless an
-        # action was masked (an invalid-action route) or min_prob lifts them.
-        remask = self.min_prob > 0 or not masks.reshape(-1).take(taken).all()
-        if len(bounds) > 2:  # the actions' entries counted from their group's first row
-            taken -= np.repeat(bounds[:-1] * num_actions, bounds[1:] - bounds[:-1])
-        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            now = slice(start, stop)
-            self._update(
-                rbar_table,
-                states[now],
-                returns[now],
-                scaled[now],
-                factors[now],
-                kept[now],
-                entries[now],
-                taken[now],
-                remask,
-            )
+        wpl_steps(
+            self.pi.reshape(-1, self.num_actions),
+            self.rbar.reshape(-1),
+            tasks * self.max_depth + depths,
+            actions,
+            np.ascontiguousarray(returns, dtype=np.float64),
+            masks,
+            self.lr,
+            self.weighting == "original",
+            self.min_prob,
+        )
 
-    def _update(
-        self,
-        rbar_table: np.ndarray,
-        states: np.ndarray,
-        returns: np.ndarray,
-        scaled: np.ndarray,
-        factors: np.ndarray,
-        kept: np.ndarray,
-        entries: np.ndarray,
-        taken: np.ndarray,
-        remask: bool,
-    ) -> None:
-        """One WPL step in each of several distinct states: ``scaled = lr * returns``,
-        ``factors`` the masks as floats and ``kept`` their complement, ``entries`` the states'
-        rows in the flat ``pi``, ``taken`` the flat index of each row's action in a
-        ``(rows, actions)`` array, ``remask`` whether masked entries must be zeroed again
-        after the clip."""
-        pi_flat = self.pi.reshape(-1)
-        rbar = rbar_table.take(states)
-        rbar *= 1.0 - self.lr
-        rbar += scaled  # Alg. 5.1 line 5: (1 - lr) Rbar + lr R
-        rbar_table.put(states, rbar)
-        delta = np.subtract(returns, rbar, out=rbar)  # line 7, with the updated Rbar
-        table = pi_flat.take(entries)
-        # The policy that acted: the table restricted to the allowed actions (as `restrict`).
-        pi = table * factors
-        allowed_share = np.add.reduce(pi, axis=1, keepdims=True)
-        if np.minimum.reduce(allowed_share, axis=None) > 0:  # NaN fails, as in (share > 0).all()
-            pi /= allowed_share
+
+@numba.njit(cache=True)
+def wpl_steps(
+    pi: np.ndarray,
+    rbar: np.ndarray,
+    states: np.ndarray,
+    actions: np.ndarray,
+    returns: np.ndarray,
+    masks: np.ndarray,
+    lr: float,
+    original: bool,
+    min_prob: float,
+) -> None:
+    """``000`` Algorithm 5.1 for each decision ``i`` in turn, in place on ``pi`` (``(states,
+    actions)``) and ``rbar`` (``(states,)``): decision ``i`` was made in state ``states[i]``,
+    took ``actions[i]`` under the allowed actions ``masks[i]`` and returned ``returns[i]``.
+
+    The tables are small and the decisions many (768 per 256 routes of depth 3), each
+    depending on the state's previous one: compiled, a decision costs about 0.1 us, where
+    NumPy's vectorised steps (one per visit rank) cost 1 us per operation. The sums follow
+    NumPy's order (:func:`_numpy_sum`), so the tables match the vectorised steps' to the bit.
+    """
+    num_actions = pi.shape[1]
+    table = np.empty(num_actions)
+    row = np.empty(num_actions)
+    factors = np.empty(num_actions)
+    for i in range(states.shape[0]):
+        state, action, ret = states[i], actions[i], returns[i]
+        value = rbar[state] * (1.0 - lr)
+        value += lr * ret
+        rbar[state] = value  # line 5: Rbar <- (1 - lr) Rbar + lr R
+        delta = ret - value  # line 7, with the updated Rbar
+        allowed = 0.0
+        for j in range(num_actions):
+            table[j] = pi[state, j]
+            factors[j] = 1.0 if masks[i, j] else 0.0
+            allowed += factors[j]
+            row[j] = table[j] * factors[j]
+        # The policy that acted: the table restricted to the allowed actions (``restrict``).
+        share = _numpy_sum(row)
+        for j in range(num_actions):
+            row[j] = factors[j] / allowed if share <= 0.0 else row[j] / share
+        pi_a = row[action]
+        if original:
+            delta *= (1.0 - pi_a) if delta > 0 else pi_a  # 001 7.4 and JAIR 2008
         else:
-            pi = restrict(table, ~kept)
-        pi_a = pi.take(taken)
-        if self.weighting == "original":
-            delta *= np.where(delta > 0, 1.0 - pi_a, pi_a)  # 001 7.4 and JAIR 2008
-        else:
-            delta *= np.where(delta < 0, 1.0 - pi_a, pi_a)  # lines 9-12 as printed
-        delta *= self.lr
-        pi_a += delta  # line 13: pi + lr * onehot(a) * delta ...
-        pi.put(taken, pi_a)
-        np.maximum(pi, self.min_prob, out=pi)  # ... projected: clip to [0, 1] ...
-        np.minimum(pi, 1.0, out=pi)
-        if remask:
-            pi *= factors
-        total = np.add.reduce(pi, axis=1, keepdims=True)
-        if np.fmin.reduce(total, axis=None) <= 0:  # fmin skips NaN, as (total <= 0).any()
+            delta *= (1.0 - pi_a) if delta < 0 else pi_a  # lines 9-12 as printed
+        row[action] = pi_a + delta * lr  # line 13: pi + lr * onehot(a) * delta ...
+        # Masked entries are 0 and stay 0 through the clip unless the taken action was masked
+        # (an invalid-action route) or min_prob lifts them.
+        remask = min_prob > 0 or not masks[i, action]
+        for j in range(num_actions):
+            entry = row[j]
+            if entry < min_prob:  # ... projected: clip to [min_prob, 1] ...
+                entry = min_prob
+            if entry > 1.0:
+                entry = 1.0
+            row[j] = entry * factors[j] if remask else entry
+        total = _numpy_sum(row)
+        if total <= 0.0:
             # A pure strategy whose only action is pushed below 0 leaves nothing to
             # normalise (the seeds do not say what happens); restart that state from
             # uniform, not NaN.
-            empty = total[:, 0] <= 0
-            pi[empty] = factors[empty]
-            total = np.add.reduce(pi, axis=1, keepdims=True)
-        pi /= total  # ... and divide by the sum
-        pi *= allowed_share  # written back scaled to the allowed actions' share
-        np.copyto(pi, table, where=kept)
-        pi_flat.put(entries, pi)
+            row[:] = factors
+            total = _numpy_sum(row)
+        for j in range(num_actions):
+            if masks[i, j]:  # ... divided by the sum, written back scaled to the allowed share
+                pi[state, j] = row[j] / total * share
+
+
+@numba.njit(cache=True)
+def _numpy_sum(values: np.ndarray) -> float:
+    """The sum of a short row in the order of NumPy's ``add.reduce`` (pairwise: eight partial
+    sums from eight entries on), so that compiled and NumPy arithmetic agree to the bit."""
+    count = values.shape[0]
+    if count < 8:
+        total = 0.0
+        for j in range(count):
+            total += values[j]
+        return total
+    partial = values[:8].copy()
+    j = 8
+    while j < count - count % 8:
+        for k in range(8):
+            partial[k] += values[j + k]
+        j += 8
+    total = ((partial[0] + partial[1]) + (partial[2] + partial[3])) + (
+        (partial[4] + partial[5]) + (partial[6] + partial[7])
+    )
+    while j < count:
+        total += values[j]
+        j += 1
+    return total

@@ -14,7 +14,7 @@ from agents.base import Episode, EpisodeBatch
 from agents.persistence import load, save
 from agents.q_learning import QLearning
 from agents.reinforce import Reinforce
-from agents.tabular import sample, visit_groups, visit_index
+from agents.tabular import bootstrapped_targets, sample, visit_groups, visit_index
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 
@@ -283,6 +283,24 @@ def test_q_learning_return_target_moves_each_value_towards_its_return():
     # returns: R_0 = 1 (final) + 0.5 + 0.9 * 0 = 1.5, R_1 = 1 (final) + 0 = 1 (the last reward
     # 1.0 is the final reward); Q(s, 0) = 1 + 0.5 * 0.5 = 1.25, Q(s', 0) = 2 + 0.5 * -1 = 1.5
     np.testing.assert_allclose(agent.q[0], [[1.25, 0.0], [1.5, 4.0]])
+
+
+def test_q_learning_learn_batch_is_eq_3_2_route_by_route():
+    """The compiled loop against eq. 3.2 written with NumPy, one route at a time."""
+    routes = random_routes(seed=7, count=80)
+    expected = QLearning(2, 3, 4, lr=0.3, gamma=0.8, initial_value=0.2)
+    for route in routes:
+        tasks, depths, actions, masks = expected.route_decisions(route)
+        targets = bootstrapped_targets(expected.q, tasks, depths, masks, route.rewards, 0.8)
+        taken = expected.q[tasks, depths, actions]
+        expected.q[tasks, depths, actions] = taken + 0.3 * (targets - taken)
+    for batch in (routes, as_batch(routes)):
+        agent = QLearning(2, 3, 4, lr=0.3, gamma=0.8, initial_value=0.2)
+        agent.learn_batch(batch[:33])
+        agent.learn_batch(batch[33:])
+        np.testing.assert_array_equal(agent.q, expected.q)
+        assert agent.episodes_seen == 80
+    assert len(np.unique(expected.q)) > 10
 
 
 def test_q_learning_return_target_batches_equal_sequential_learn():
