@@ -488,6 +488,8 @@ def report(
             "runs_made": made,
             "runs_read": len(specs) - made,
             "suites": suites,
+            "seeds": seeds_text(seeds_of, common_seeds),
+            "workers": workers,
             "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         },
     ]
@@ -595,14 +597,16 @@ def _earlier_invocations(out: str) -> list[dict[str, Any]]:
 
 
 def _invocations_text(invocations: Sequence[Mapping[str, Any]], workers: int) -> str:
-    """One sentence per invocation: its time, its suites and the runs it made and read."""
+    """One sentence per invocation: its time, its suites (and seeds, where the log has them)
+    and the runs it made and read."""
     parts = []
     for number, one in enumerate(invocations, 1):
+        seeds = f"; {one['seeds']}" if one.get("seeds") else ""
         when = f", finished {one['finished']}" if one.get("finished") else ""
         parts.append(
-            f"{number}. {one['seconds'] / 60:.1f} minutes with {workers} worker processes: "
-            f"{one['runs_made']} runs made, {one['runs_read']} read from earlier records "
-            f"({', '.join(one['suites'])}{when})."
+            f"{number}. {one['seconds'] / 60:.1f} minutes with {one.get('workers', workers)} "
+            f"worker processes: {one['runs_made']} runs made, {one['runs_read']} read from "
+            f"earlier records ({', '.join(one['suites'])}{seeds}{when})."
         )
     return "\n".join(parts)
 

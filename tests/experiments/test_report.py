@@ -141,6 +141,10 @@ def test_report_on_a_tiny_grid_writes_the_claims(tmp_path):
     assert [(i["runs_made"], i["runs_read"]) for i in again["invocations"]] == [(6, 0), (0, 6)]
     text = (tmp_path / "REPORT.md").read_text()
     assert "1. " in text and "2. " in text and "0 runs made, 6 read from earlier records" in text
+    assert (
+        "with 1 worker processes: 6 runs made, 0 read from earlier records (synthetic-mtl; "
+        "seeds 0-1, finished"
+    ) in text
     assert "The runs' own wall time, summed over runs per suite" in text
     # A committed report keeps results.json, not its runs' folders: it still extends.
     shutil.rmtree(tmp_path / "synthetic-mtl" / "runs")
