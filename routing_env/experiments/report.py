@@ -46,7 +46,13 @@ from routing_env.experiments.arguments import (
 )
 from routing_env.experiments.compare import progress_printer, summarize, write_comparison
 from routing_env.experiments.grid import add_grid_arguments, run_grid
-from routing_env.experiments.runs import RunSpec, check_methods, recorded, spec_dict
+from routing_env.experiments.runs import (
+    RunSpec,
+    check_methods,
+    recorded,
+    records_spec,
+    spec_dict,
+)
 
 #: Methods of the report and what ``001`` calls them.
 REPORT_METHODS: dict[str, str] = {
@@ -467,7 +473,7 @@ def report(
         for method in methods
     ]
     known = _earlier_records(out)
-    found = [recorded(spec) or known.get(_spec_key(spec)) for spec in specs]
+    found = [recorded(spec) or _known(known, spec) for spec in specs]
     missing = [spec for spec, record in zip(specs, found, strict=True) if record is None]
     made = len(missing)
     began = time.perf_counter()
@@ -572,6 +578,13 @@ def _earlier_records(out: str) -> dict[str, dict[str, Any]]:
 
 def _spec_key(spec: RunSpec) -> str:
     return json.dumps(spec_dict(spec), sort_keys=True)
+
+
+def _known(known: Mapping[str, dict[str, Any]], spec: RunSpec) -> dict[str, Any] | None:
+    """The earlier record of ``spec`` among ``known`` (:func:`_earlier_records`), if it is a
+    run of ``spec`` as it would run now (:func:`~routing_env.experiments.runs.records_spec`)."""
+    record = known.get(_spec_key(spec))
+    return record if record is not None and records_spec(record, spec) else None
 
 
 def _earlier_invocations(out: str) -> list[dict[str, Any]]:

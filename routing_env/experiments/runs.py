@@ -36,7 +36,12 @@ import numpy as np
 
 from agents.training import jsonable
 from routing_env.experiments.run_log import write_run_log
-from routing_env.settings import NETWORK_DEFAULTS, RUN_ENV_SETTINGS, router_defaults
+from routing_env.settings import (
+    NETWORK_DEFAULTS,
+    RUN_ENV_SETTINGS,
+    TRAIN_DEFAULTS,
+    router_defaults,
+)
 
 SB3_METHODS = ("sb3-ppo", "sb3-a2c", "sb3-dqn", "sb3-maskable-ppo")
 
@@ -181,6 +186,7 @@ def run(spec: RunSpec, torch_threads: int = 1) -> dict[str, Any]:
     record["log"] = write_run_log(record["curve"], spec.out_dir) if spec.out_dir else []
     if done is not None:
         record["spec"] = spec_dict(spec)
+        record["defaults"] = run_defaults(spec.method)
         with open(done + ".tmp", "w") as handle:
             json.dump(record, handle, default=jsonable)
         os.replace(done + ".tmp", done)
@@ -189,7 +195,8 @@ def run(spec: RunSpec, torch_threads: int = 1) -> dict[str, Any]:
 
 def recorded(spec: RunSpec) -> dict[str, Any] | None:
     """The record a finished run of ``spec`` left in ``spec.out_dir`` (``record.json`` of the
-    same spec), or ``None``: :func:`run` reads it instead of running again."""
+    same spec, :func:`records_spec`), or ``None``: :func:`run` reads it instead of running
+    again."""
     if spec.out_dir is None:
         return None
     done = os.path.join(spec.out_dir, "record.json")
@@ -197,7 +204,28 @@ def recorded(spec: RunSpec) -> dict[str, Any] | None:
         return None
     with open(done) as handle:
         record = json.load(handle)
-    return record if record.get("spec") == spec_dict(spec) else None
+    return record if records_spec(record, spec) else None
+
+
+def records_spec(record: Mapping[str, Any], spec: RunSpec) -> bool:
+    """Whether ``record`` is a finished run of ``spec`` as it would run now: the same spec and,
+    where the record has them (records from before they were kept have not), the same
+    defaults (:func:`run_defaults`), so that a changed default runs again instead of being read
+    as if it were the new one."""
+    if record.get("spec") != spec_dict(spec):
+        return False
+    return "defaults" not in record or record["defaults"] == run_defaults(spec.method)
+
+
+def run_defaults(method: str) -> dict[str, Any]:
+    """The defaults of :mod:`routing_env.settings` that a run of ``method`` takes where its spec
+    says nothing: the network's, the router's and the number of envs (as plain JSON data)."""
+    defaults = {
+        "network": NETWORK_DEFAULTS,
+        "router": router_defaults(method),
+        "num_envs": TRAIN_DEFAULTS["num_envs"],
+    }
+    return json.loads(json.dumps(defaults, default=jsonable))
 
 
 def majority_rate(dataset: Any) -> float:

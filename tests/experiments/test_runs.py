@@ -1,9 +1,20 @@
+import json
+
 import numpy as np
 import pytest
 
+from routing_env import settings
 from routing_env.datasets import MultiTaskDataset, load_suite
 from routing_env.datasets.base import Split
-from routing_env.experiments.runs import RunSpec, majority_rate, method_kind, run
+from routing_env.experiments.runs import (
+    RunSpec,
+    majority_rate,
+    method_kind,
+    recorded,
+    records_spec,
+    run,
+    run_defaults,
+)
 
 
 def test_method_kinds_and_unknown_method_names_the_known_ones():
@@ -79,3 +90,25 @@ def test_sb3_run_counts_routes_as_steps_over_depth(small_synthetic_npz):
     assert record["settings"]["total_timesteps"] == 160 * 3
     assert record["curve"]["samples"][-1] >= 160
     assert np.asarray(record["routing_map"]).shape == (4, 3)
+
+
+def test_a_record_is_read_again_only_while_the_defaults_it_ran_with_hold(
+    small_synthetic_npz, tmp_path, monkeypatch
+):
+    spec = RunSpec("wpl", small_synthetic_npz, seed=0, budget=200, points=1, out_dir=str(tmp_path))
+    record = run(spec)
+    assert record["defaults"] == run_defaults("wpl")
+    assert record["defaults"]["router"] == {"lr": 0.5}
+    assert recorded(spec) == json.loads((tmp_path / "record.json").read_text())
+    # A changed default (here WPL's lr) makes the record stale: the run is made again.
+    monkeypatch.setitem(settings.ROUTER_DEFAULTS, "wpl", {"lr": 0.3})
+    assert recorded(spec) is None
+    monkeypatch.setitem(settings.ROUTER_DEFAULTS, "wpl", {"lr": 0.5})
+    monkeypatch.setitem(settings.NETWORK_DEFAULTS, "module_lr", 0.1)
+    assert recorded(spec) is None
+    monkeypatch.undo()
+    assert recorded(spec) is not None
+    # Records written before the defaults were kept are read as before.
+    old = {key: value for key, value in record.items() if key != "defaults"}
+    (tmp_path / "record.json").write_text(json.dumps(old))
+    assert recorded(spec) is not None and records_spec(old, spec)
