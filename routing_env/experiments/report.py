@@ -448,8 +448,8 @@ def report(
     suites = list(suites or report_suites(include_fashion=False))
     methods = list(methods or REPORT_METHODS)
     check_methods(methods)
-    seeds_of = _seeds_per_suite(suites, seeds, suite_seeds or {})
     common_seeds = parse_seeds(seeds)
+    seeds_of = _seeds_per_suite(suites, common_seeds, suite_seeds or {})
     check_bootstrap(bootstrap_reps)
     settings = dict(settings or {})
     if anneal_epochs is not None and not anneal_epochs > 0:
@@ -751,17 +751,20 @@ def _fashion_text(context: Mapping[str, Any]) -> str:
 
 def _seeds_per_suite(
     suites: Sequence[str],
-    seeds: int | Sequence[int],
+    seeds: list[int],
     suite_seeds: Mapping[str, int | Sequence[int]],
 ) -> dict[str, list[int]]:
-    """Each suite's seeds: ``suite_seeds``' where it names the suite, else ``seeds``."""
+    """Each suite's seeds: ``suite_seeds``' where it names the suite, else ``seeds`` (parsed)."""
     unknown = sorted(set(suite_seeds) - set(suites))
     if unknown:
         raise ValueError(
             f"seeds are given for {', '.join(unknown)}, which this report does not run "
             f"(suites: {', '.join(suites)})"
         )
-    chosen = {suite: parse_seeds(suite_seeds.get(suite, seeds)) for suite in suites}
+    chosen = {
+        suite: parse_seeds(suite_seeds[suite]) if suite in suite_seeds else seeds
+        for suite in suites
+    }
     for suite, seed_list in chosen.items():
         if not seed_list:
             raise ValueError(f"report needs at least one seed on {suite}, got none")
