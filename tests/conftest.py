@@ -19,6 +19,15 @@ def fashion_dir() -> str:
     return FASHION_DIR
 
 
+@pytest.fixture
+def torch_row_kernel(monkeypatch) -> None:
+    """Small module updates through the per-row kernel's PyTorch operations (what a GPU runs)
+    instead of the compiled CPU update."""
+    from routing_env.network import compiled
+
+    monkeypatch.setattr(compiled, "supported", lambda stacks: False)
+
+
 @pytest.fixture(scope="session")
 def small_synthetic_npz(tmp_path_factory) -> str:
     """A small SyntheticMTL (4 tasks in 2 clusters, 60 train and 15 test samples per task)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from routing_env.network import RoutedNetwork, reference_update
+from routing_env.network import RoutedNetwork, compiled, reference_update
 from routing_env.network import rows as row_kernel
 from routing_env.network.kernel import GroupLayout
 
@@ -78,10 +78,16 @@ def test_same_routes_give_same_parameters_however_they_arrive():
     torch.testing.assert_close(flat(one_by_one), flat(at_once))
 
 
+@pytest.mark.parametrize("kernel", ["compiled", "rows"])
 @pytest.mark.parametrize("case", ["plain", "annealed", "weighted", "pass", "hooked"])
-def test_many_updates_at_once_equal_one_update_after_the_other(case):
+def test_many_updates_at_once_equal_one_update_after_the_other(case, kernel):
     # add_routes runs the updates of one arrival with the host's work done once
     # (ModuleTrainer._update_rows_in_order): the same numbers, bit for bit, as update() per batch.
+    with kernel_for_every_batch(kernel):
+        updates_at_once_and_one_by_one(case)
+
+
+def updates_at_once_and_one_by_one(case: str) -> None:
     generator = torch.Generator().manual_seed(7)
     count, size = 40, 8
     x = torch.randn(count, 6, generator=generator)
@@ -382,13 +388,16 @@ def test_reference_update_leaves_modules_of_weight_zero_routes_alone(optimizer):
 
 @contextlib.contextmanager
 def kernel_for_every_batch(name: str):
-    """The per-row kernel (``"rows"``) or the grouped one (``"grouped"``) at every batch size."""
-    saved = row_kernel.MAX_ROWS
-    row_kernel.MAX_ROWS = 10**9 if name == "rows" else 0
+    """The per-row kernel at every batch size, compiled (``"compiled"``) or as PyTorch
+    operations (``"rows"``, what a GPU runs), or the grouped kernel (``"grouped"``)."""
+    saved = row_kernel.MAX_ROWS, compiled.supported
+    row_kernel.MAX_ROWS = 0 if name == "grouped" else 10**9
+    if name == "rows":
+        compiled.supported = lambda stacks: False
     try:
         yield
     finally:
-        row_kernel.MAX_ROWS = saved
+        row_kernel.MAX_ROWS, compiled.supported = saved
 
 
 def square_net(**kwargs) -> RoutedNetwork:
@@ -421,7 +430,9 @@ def test_per_row_and_grouped_updates_equal_the_autograd_step(task_type, batch):
     the identity slots), route weights (some 0), over several updates."""
     options = {"task_type": task_type}
     outputs = 2 if task_type == "classification" else 1
-    per_row, grouped, reference = (square_net(outputs=outputs, **options) for _ in range(3))
+    per_row, torch_rows, grouped, reference = (
+        square_net(outputs=outputs, **options) for _ in range(4)
+    )
     g = torch.Generator().manual_seed(batch)
     for _ in range(3):
         x, task = torch.randn(batch, 6, generator=g), torch.randint(0, 3, (batch,), generator=g)
@@ -433,21 +444,40 @@ def test_per_row_and_grouped_updates_equal_the_autograd_step(task_type, batch):
         weights = torch.rand(batch, generator=g)
         weights[::4] = 0.0
         expected = reference_update(reference, x, task, y, routes, weights)
-        with kernel_for_every_batch("rows"):
-            assert per_row.update(x, task, y, routes, weights) == pytest.approx(expected, rel=1e-5)
-        with kernel_for_every_batch("grouped"):
-            assert grouped.update(x, task, y, routes, weights) == pytest.approx(expected, rel=1e-5)
-        for (name, p), q, r in zip(
-            per_row.named_parameters(), grouped.parameters(), reference.parameters(), strict=True
-        ):
-            torch.testing.assert_close(p, r, msg=name)
-            torch.testing.assert_close(q, r, msg=name)
+        for kernel, net in (("compiled", per_row), ("rows", torch_rows), ("grouped", grouped)):
+            with kernel_for_every_batch(kernel):
+                loss = net.update(x, task, y, routes, weights)
+            assert loss == pytest.approx(expected, rel=1e-5), kernel
+        for kernel, net in (("compiled", per_row), ("rows", torch_rows), ("grouped", grouped)):
+            for (name, p), r in zip(net.named_parameters(), reference.parameters(), strict=True):
+                torch.testing.assert_close(p, r, msg=f"{kernel}: {name}")
     # The identity slots stay the identity, and the parameters views of the stacks.
-    for bank in (0, 1):
-        stack = per_row._kernel.row_stack(bank)
-        torch.testing.assert_close(stack.weight[-1], torch.eye(6), rtol=0, atol=0)
-        assert not stack.bias[-1].any()
-        assert per_row.layers[bank][2][0].weight.data_ptr() == stack.weight[2].data_ptr()
+    for net in (per_row, torch_rows):
+        for bank in (0, 1):
+            stack = net._kernel.row_stack(bank)
+            torch.testing.assert_close(stack.weight[-1], torch.eye(6), rtol=0, atol=0)
+            assert not stack.bias[-1].any()
+            assert net.layers[bank][2][0].weight.data_ptr() == stack.weight[2].data_ptr()
+
+
+def test_small_updates_on_the_cpu_are_compiled_and_mark_the_stacks_changed(monkeypatch):
+    net = square_net(module_batch_size=4)
+    calls = []
+    original = compiled.sgd_rows
+    monkeypatch.setattr(compiled, "sgd_rows", lambda *args: calls.append(1) or original(*args))
+    stacks = net._row_plan.stacks()
+    versions = [(stack.weight._version, stack.bias._version) for stack in stacks]
+    before = flat(net)
+    g = torch.Generator().manual_seed(3)
+    x, task = torch.randn(12, 6, generator=g), torch.randint(0, 3, (12,), generator=g)
+    y = torch.randint(0, 2, (12,), generator=g)
+    routes = torch.randint(0, 4, (12, 3), generator=g)
+    net.update(x[:4], task[:4], y[:4], routes[:4])
+    assert net.add_routes(x[4:], task[4:], y[4:], routes[4:]) == 2
+    assert len(calls) == 3 and net.num_updates == 3 and not torch.equal(before, flat(net))
+    for stack, (weight, bias) in zip(stacks, versions, strict=True):
+        # A record or an autograd graph made before the updates sees that they happened.
+        assert stack.weight._version > weight and stack.bias._version > bias
 
 
 def test_per_row_update_of_routes_without_pass_equals_the_grouped_one():

@@ -5,6 +5,9 @@
 * :mod:`routing_env.network.kernel`: the grouped kernel, banks of same-shaped linears stored as
   stacked weights, the layouts of a batch grouped by module, the batched products and their
   backward pass;
+* :mod:`routing_env.network.rows`: the per-row kernel, a small batch through its modules row
+  by row, and its update by hand; :mod:`routing_env.network.compiled`: that update compiled
+  for the CPU;
 * :mod:`routing_env.network.graph`: :class:`RouteGraph`, the record of a routing pass that the
   module update starts from;
 * :mod:`routing_env.network.trainer`: the module trainer (``001`` Algorithm 2 step 3), with the

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from routing_env.network import compiled
 from routing_env.network.graph import RouteGraph
 from routing_env.network.kernel import GroupedBanks, Leaf, host_indices
 from routing_env.network.rows import RowPlan, record_depth, serves
@@ -483,7 +484,10 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
         if x.shape[0] != self.module_batch_size:
             return None
         by_hand = self._by_hand_lr() is not None
-        return RouteGraph(x, by_hand=by_hand, rows=by_hand and serves(x.shape[0]))
+        rows = by_hand and serves(x.shape[0])
+        if rows and compiled.supported(self._row_plan.stacks()):
+            return None  # the compiled update computes its forward pass faster than a record
+        return RouteGraph(x, by_hand=by_hand, rows=rows)
 
     def outputs(
         self,

@@ -23,6 +23,10 @@ The gathered weights grow with ``rows * in * out``, the grouping's costs do not:
 kernel serves batches of at most :data:`MAX_ROWS` rows (:func:`serves`). The module update and
 the routing pass recorded for it (:class:`~routing_env.network.graph.RouteGraph`) choose the
 kernel by the batch size alone, so their numbers agree bit for bit.
+
+On the CPU (float32 stacks) the update of such a batch is compiled instead
+(:mod:`routing_env.network.compiled`: the same rows, one call, no gathered copies), and the
+routing pass records no graph for it; the operations here are the update on other devices.
 """
 
 from __future__ import annotations
@@ -156,9 +160,10 @@ class RowPlan:
         # Per depth the batches' index views, then per batch its depths'.
         per_depth = (rows.unbind(0) for rows in index.view(depth, count, size).unbind(0))
         views = zip(*per_depth, strict=True)
+        # Each batch's members contiguous, the layout the compiled update is compiled for.
+        per_batch = members.reshape(depth, count, size).transpose(1, 0, 2).copy()
         return [
-            RowBatch(members[:, batch * size : (batch + 1) * size], index, identity[batch])
-            for batch, index in enumerate(views)
+            RowBatch(per_batch[batch], index, identity[batch]) for batch, index in enumerate(views)
         ]
 
 

@@ -20,9 +20,10 @@ the reference computed one of three ways:
   recording an autograd graph and running its engine cost more than the products. Small
   batches (the default module batch of 16 routes) take the per-row kernel instead
   (:mod:`routing_env.network.rows`: each row reads its own module's weights, no grouping),
-  the same arithmetic without the grouping's fixed costs; the updates that one arrival of
-  routes makes (a vector env's 256 finished routes are 16 updates) share the host's work, the
-  checks, stack rows and index tensors, done once for all of them;
+  the same arithmetic without the grouping's fixed costs, compiled on the CPU
+  (:mod:`routing_env.network.compiled`: forward, loss, backward and step in one call); the
+  updates that one arrival of routes makes (a vector env's 256 finished routes are 16 updates)
+  share the host's work, the checks, stack rows and index tensors, done once for all of them;
 * **autograd on stack leaves** elsewhere: the weights each batched product read are detached
   leaves (:class:`~routing_env.network.kernel.Leaf`); under plain SGD their gradients step the
   stacks directly, else they are handed to the routed members' parameters and the optimizer
@@ -47,7 +48,7 @@ from torch import nn
 from torch.optim import optimizer as optimizer_module
 from torch.utils.hooks import RemovableHandle
 
-from routing_env.network import rows
+from routing_env.network import compiled, rows
 from routing_env.network.graph import RouteGraph
 from routing_env.network.kernel import (
     GroupLayout,
@@ -325,9 +326,13 @@ class ModuleTrainer:
             plan = self._row_plan
             batches = plan.batches(routes_host, len(routes_host), self.device)
             if batches is not None:
+                stacks = plan.stacks()
+                arrays = self._compiled_arrays(stacks)
                 # Inference mode: no record of views and versions on the update's temporaries.
                 with torch.inference_mode():
-                    value = self._row_update(plan.stacks(), x, y, batches[0], lr, weights)
+                    value = self._row_update(stacks, arrays, x, y, batches[0], lr, weights)
+                if arrays is not None:
+                    compiled.bump_versions(stacks)
                 self._updated()
                 return value
         steps = None if lr is None else self._route_steps(routes_host)
@@ -354,16 +359,51 @@ class ModuleTrainer:
     def _row_update(
         self,
         stacks: list[RowStack],
+        arrays: compiled.StackArrays | None,
         x: torch.Tensor,
         y: torch.Tensor,
         batch: RowBatch,
         lr: float,
         weights: torch.Tensor | None,
     ) -> float:
-        """The by-hand update of one batch through the per-row kernel; returns its loss."""
+        """The by-hand update of one batch through the per-row kernel, compiled where
+        ``arrays`` (:meth:`_compiled_arrays`) are given; returns its loss. The compiled update
+        leaves the stacks' version counters to the caller (:func:`compiled.bump_versions`)."""
+        h = self.embed(x)
+        if arrays is not None:
+            return self._finite_loss(
+                compiled.sgd_rows(
+                    arrays.weights,
+                    arrays.biases,
+                    arrays.slots,
+                    arrays.relu,
+                    batch.members,
+                    np.ascontiguousarray(h.numpy(), dtype=np.float32),
+                    *self._compiled_targets(y, h.shape[0]),
+                    _NO_WEIGHTS if weights is None else weights.numpy(),
+                    lr,
+                )
+            )
         tape: list[RowProduct] = []
-        outputs = rows.chain(self._row_plan, stacks, self.embed(x), batch, tape)
+        outputs = rows.chain(self._row_plan, stacks, h, batch, tape)
         return self._step_by_hand(outputs, None, y, tape, lr, weights)
+
+    def _compiled_arrays(self, stacks: list[RowStack]) -> compiled.StackArrays | None:
+        """The stacks as :func:`compiled.sgd_rows` reads them, or ``None`` where it does not
+        serve them (not float32 on the CPU)."""
+        if not compiled.supported(stacks):
+            return None
+        return compiled.stack_arrays(
+            stacks, [self._kernel.relu[bank] for bank in self._row_plan.banks]
+        )
+
+    def _compiled_targets(self, y: torch.Tensor, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(labels, targets)`` for :func:`compiled.sgd_rows`: the labels for classification,
+        the float32 targets ``(rows, outputs)`` for regression, the other one empty."""
+        if self.task_type == "classification":
+            return np.ascontiguousarray(y.numpy(), dtype=np.int64), _NO_TARGETS
+        targets = np.ascontiguousarray(y.numpy().reshape(count, -1), dtype=np.float32)
+        return _NO_LABELS, targets
 
     def _update_rows_in_order(
         self,
@@ -387,12 +427,17 @@ class ModuleTrainer:
         if batches is None:
             return False
         stacks = plan.stacks()
+        arrays = self._compiled_arrays(stacks)
         group = self.optimizer.param_groups[0]
-        with torch.inference_mode():
-            for x, y, batch, batch_weights in zip(xs, ys, batches, weights, strict=True):
-                self._row_update(stacks, x, y, batch, lr, batch_weights)
-                self._updated()
-                lr = float(group["lr"])  # annealed by `_updated`
+        try:
+            with torch.inference_mode():
+                for x, y, batch, batch_weights in zip(xs, ys, batches, weights, strict=True):
+                    self._row_update(stacks, arrays, x, y, batch, lr, batch_weights)
+                    self._updated()
+                    lr = float(group["lr"])  # annealed by `_updated`
+        finally:
+            if arrays is not None:
+                compiled.bump_versions(stacks)
         return True
 
     def _graph_current(self, graph: RouteGraph, x: torch.Tensor, routes: np.ndarray) -> bool:
@@ -624,6 +669,13 @@ class ModuleTrainer:
         handle = RemovableHandle(self._update_hooks)
         self._update_hooks[handle.id] = hook
         return handle
+
+
+# What :func:`compiled.sgd_rows` takes for an absent argument (no route weights; the labels of
+# a regression, the targets of a classification).
+_NO_WEIGHTS = np.empty(0, dtype=np.float32)
+_NO_LABELS = np.empty(0, dtype=np.int64)
+_NO_TARGETS = np.empty((0, 0), dtype=np.float32)
 
 
 def _weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:

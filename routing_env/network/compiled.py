@@ -1,0 +1,208 @@
+"""The per-row module update compiled: forward, loss, backward and SGD step in one call (CPU).
+
+At the default module batch of 16 routes the update of :mod:`routing_env.network.rows` is about
+thirty PyTorch operations per batch, each a few microseconds of dispatch around a small
+product, and three of them per depth copy every row's module weights (the gather, the outer
+products written over it, their ``index_add_``). :func:`sgd_rows` does the same update in one
+compiled loop over the rows, reading each row's module in the stack where it lies:
+
+* forward (``001`` Algorithm 2, the route's modules applied in turn): ``h <- relu(h W_m + b_m)``
+  per depth, the identity slot (PASS and ended routes) passing ``h`` on unchanged; its ReLU is
+  skipped while the row has taken the slot at every depth so far (its input is the first
+  activation, which may be negative), as the stacks' floor of ``-inf`` does in
+  :func:`routing_env.network.rows.product`;
+* the mean loss (cross-entropy, or mean squared error for regression), each route's loss times
+  its weight (``000`` eq. 7.4's squashing), and its gradient with respect to the outputs;
+* backward depth by depth from the last: the ReLU's mask, the input gradient through the
+  module's weights as they were before this depth's step, then the plain-SGD step
+  ``W_m <- W_m - lr x^T g``, ``b_m <- b_m - lr g`` row after row, so the rows of one module add
+  up in batch order as ``index_add_`` adds them.
+
+The arithmetic is that of :func:`routing_env.network.trainer.reference_update` to float
+rounding; the single and the vector env both update through it, so they still end with the
+same parameters bit for bit. The compiled sums may be reassociated (to use SIMD), never
+assumed free of NaN or infinity: a diverged loss is returned before any parameter is touched.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import torch
+
+from routing_env.network.kernel import RowStack
+
+# Reassociation lets the input gradient's dot products use SIMD; no flag that assumes finite
+# values, since the floor of the identity slot is -inf and a diverged loss must be seen.
+_FLAGS = {"reassoc", "contract"}
+
+
+class StackArrays(NamedTuple):
+    """The stacks of a route's depths as NumPy views sharing their memory (steps through them
+    are the parameters' steps): per depth the weight ``(n, in, out)``, the bias ``(n, out)``,
+    the identity slot (``-1`` where the bank has none) and whether a ReLU follows."""
+
+    weights: tuple[np.ndarray, ...]
+    biases: tuple[np.ndarray, ...]
+    slots: np.ndarray
+    relu: np.ndarray
+
+
+def stack_arrays(stacks: list[RowStack], relu: list[bool]) -> StackArrays:
+    """The NumPy views of ``stacks`` (one per depth, CPU) for :func:`sgd_rows`."""
+    weights = tuple(stack.weight.detach().numpy() for stack in stacks)
+    biases = tuple(stack.bias.detach().numpy().reshape(stack.bias.shape[0], -1) for stack in stacks)
+    slots = np.array(
+        [-1 if stack.keep is None else stack.weight.shape[0] - 1 for stack in stacks],
+        dtype=np.int64,
+    )
+    return StackArrays(weights, biases, slots, np.array(relu, dtype=np.bool_))
+
+
+def bump_versions(stacks: list[RowStack]) -> None:
+    """Mark ``stacks`` as changed for PyTorch (their version counters), as an in-place
+    operation of its own would: a routing pass recorded before the steps, or an autograd
+    graph that saved the weights, then knows that they are stale."""
+    for stack in {id(stack.weight): stack for stack in stacks}.values():
+        stack.weight.view(-1)[:0].zero_()
+        stack.bias.view(-1)[:0].zero_()
+
+
+def supported(stacks: list[RowStack]) -> bool:
+    """Whether :func:`sgd_rows` can update through ``stacks``: float32 on the CPU,
+    contiguous."""
+    tensors = [stack.weight for stack in stacks] + [stack.bias for stack in stacks]
+    return all(
+        tensor.device.type == "cpu" and tensor.dtype == torch.float32 and tensor.is_contiguous()
+        for tensor in tensors
+    )
+
+
+@numba.njit(cache=True, fastmath=_FLAGS)
+def sgd_rows(
+    weights: tuple[np.ndarray, ...],
+    biases: tuple[np.ndarray, ...],
+    slots: np.ndarray,
+    relu: np.ndarray,
+    members: np.ndarray,
+    x: np.ndarray,
+    labels: np.ndarray,
+    targets: np.ndarray,
+    route_weights: np.ndarray,
+    lr: float,
+) -> float:
+    """One plain-SGD update of a batch of layered routes (module docstring), in place on the
+    stacks; returns the batch's mean (weighted) loss, with the parameters untouched when it is
+    not finite.
+
+    ``members`` ``(depth, rows)``: each row's stack row per depth (the identity slot for PASS
+    and ended routes); ``x`` ``(rows, in)``: the first activations; ``targets``: the labels
+    ``(rows,)`` (classification) or the targets ``(rows, outputs)``; ``route_weights``:
+    ``(rows,)``, or empty for weight 1 everywhere.
+    """
+    depth, rows = members.shape
+    classification = labels.size > 0
+    zero = np.float32(0.0)
+    # Forward: each depth's outputs kept for the backward pass.
+    outs = [x]
+    raw = np.ones((depth, rows), dtype=np.bool_)  # took the identity at every depth so far
+    for d in range(depth):
+        weight, bias, h = weights[d], biases[d], outs[d]
+        out = np.empty((rows, weight.shape[2]), dtype=np.float32)
+        for i in range(rows):
+            member = members[d, i]
+            if d > 0:
+                raw[d, i] = raw[d - 1, i]
+            row = out[i]
+            if member == slots[d]:
+                row[:] = h[i]
+                if relu[d] and not raw[d, i]:
+                    for j in range(row.shape[0]):
+                        row[j] = max(row[j], zero)
+                continue
+            raw[d, i] = False
+            row[:] = bias[member]
+            for k in range(weight.shape[1]):
+                hk = h[i, k]
+                module_row = weight[member, k]
+                for j in range(row.shape[0]):
+                    row[j] += hk * module_row[j]
+            if relu[d]:
+                for j in range(row.shape[0]):
+                    row[j] = max(row[j], zero)
+        outs.append(out)
+
+    # The mean loss and its gradient with respect to the outputs (without the 1 / n).
+    last = outs[depth]
+    outputs = last.shape[1]
+    grad = np.empty_like(last)
+    total = 0.0
+    for i in range(rows):
+        weight_i = np.float32(1.0) if route_weights.size == 0 else route_weights[i]
+        if classification:
+            label = labels[i]
+            top = last[i].max()
+            norm = np.float32(0.0)
+            for j in range(outputs):
+                norm += np.exp(last[i, j] - top)
+            log_norm = top + np.log(norm)
+            total -= weight_i * (last[i, label] - log_norm)
+            for j in range(outputs):
+                grad[i, j] = np.exp(last[i, j] - log_norm)
+            grad[i, label] -= np.float32(1.0)
+        else:
+            row_loss = 0.0
+            for j in range(outputs):
+                diff = last[i, j] - targets[i, j]
+                row_loss += diff * diff
+                grad[i, j] = diff
+            total += weight_i * row_loss / outputs
+        if route_weights.size:
+            for j in range(outputs):
+                grad[i, j] *= weight_i
+    loss = total / rows
+    if not np.isfinite(loss):
+        return loss
+    # d mean / d outputs: 1 / n (cross-entropy), 2 / (n * outputs) (mean squared error).
+    step = np.float32(lr / rows if classification else 2.0 * lr / (rows * outputs))
+
+    # Backward, depth by depth from the last.
+    for d in range(depth - 1, -1, -1):
+        weight, bias, h, out = weights[d], biases[d], outs[d], outs[d + 1]
+        if relu[d]:
+            for i in range(rows):
+                if members[d, i] == slots[d] and raw[d, i]:
+                    continue  # the ReLU was skipped
+                for j in range(out.shape[1]):
+                    if out[i, j] <= zero:
+                        grad[i, j] = zero
+        # The input gradient reads the weights before this depth's step.
+        grad_input = np.empty((rows, weight.shape[1] if d > 0 else 0), dtype=np.float32)
+        if d > 0:
+            for i in range(rows):
+                member = members[d, i]
+                if member == slots[d]:
+                    grad_input[i] = grad[i]
+                    continue
+                for k in range(weight.shape[1]):
+                    module_row = weight[member, k]
+                    acc = zero
+                    for j in range(grad.shape[1]):
+                        acc += module_row[j] * grad[i, j]
+                    grad_input[i, k] = acc
+        for i in range(rows):
+            member = members[d, i]
+            if member == slots[d]:
+                continue  # the identity slot stays I
+            for k in range(weight.shape[1]):
+                scaled = -step * h[i, k]
+                module_row = weight[member, k]
+                for j in range(grad.shape[1]):
+                    module_row[j] += scaled * grad[i, j]
+            bias_row = bias[member]
+            for j in range(grad.shape[1]):
+                bias_row[j] -= step * grad[i, j]
+        grad = grad_input
+    return loss
