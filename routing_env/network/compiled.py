@@ -206,3 +206,4 @@ def sgd_rows(
                 bias_row[j] -= step * grad[i, j]
         grad = grad_input
     return loss
+
