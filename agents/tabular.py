@@ -435,9 +435,10 @@ def visit_index(states: np.ndarray) -> np.ndarray:
 
 
 def visit_order(states: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
-    """:func:`visit_groups` as one permutation: ``order`` lists the decisions group after
-    group (``None`` when that is their own order) and group ``k`` is
-    ``order[bounds[k]:bounds[k + 1]]``."""
+    """The decisions grouped by :func:`visit_index`, as one permutation: group ``k`` holds, in
+    order, the indices of the decisions that are the ``k``-th in their state (so its states are
+    distinct). ``order`` lists the decisions group after group (``None`` when that is their own
+    order) and group ``k`` is ``order[bounds[k]:bounds[k + 1]]``."""
     states = np.asarray(states)
     count = len(states)
     if count <= _FEW and len(set(states.tolist())) == count:
@@ -454,13 +455,3 @@ def visit_order(states: np.ndarray) -> tuple[np.ndarray | None, np.ndarray]:
 #: Decisions few enough that checking them for distinct states costs less than grouping them.
 _FEW = 16
 
-
-def visit_groups(states: np.ndarray) -> list[np.ndarray]:
-    """The decisions grouped by :func:`visit_index`: group ``k`` holds, in order, the indices
-    of the decisions that are the ``k``-th in their state (so its states are distinct)."""
-    visit = visit_index(states)
-    if not len(visit):
-        return []
-    order = np.argsort(visit, kind="stable")
-    bounds = np.cumsum(np.bincount(visit))
-    return np.split(order, bounds[:-1])

@@ -14,7 +14,7 @@ from agents.base import Episode, EpisodeBatch
 from agents.persistence import load, save
 from agents.q_learning import QLearning
 from agents.reinforce import Reinforce
-from agents.tabular import bootstrapped_targets, sample, visit_groups, visit_index
+from agents.tabular import bootstrapped_targets, sample, visit_index, visit_order
 from agents.wolf_phc import WoLFPHC
 from agents.wpl import WPL
 
@@ -589,12 +589,15 @@ def test_visit_index_counts_earlier_visits_of_the_same_state():
         expected.append(seen.get(state, 0))
         seen[state] = expected[-1] + 1
     np.testing.assert_array_equal(visit_index(states), expected)
-    groups = visit_groups(states)
+    order, bounds = visit_order(states)
+    groups = [order[bounds[k] : bounds[k + 1]] for k in range(len(bounds) - 1)]
     assert [len(np.unique(states[group])) for group in groups] == [len(g) for g in groups]
-    np.testing.assert_array_equal(np.sort(np.concatenate(groups)), np.arange(200))
+    np.testing.assert_array_equal(np.sort(order), np.arange(200))
     for k, group in enumerate(groups):
         assert (np.diff(group) > 0).all() and (visit_index(states)[group] == k).all()
-    assert visit_groups(np.array([], dtype=np.int64)) == []
+    # Distinct states (one route) are one group in their own order.
+    assert visit_order(np.array([3, 7, 1]))[0] is None
+    np.testing.assert_array_equal(visit_order(np.array([3, 7, 1]))[1], [0, 3])
 
 
 @pytest.mark.parametrize(("count", "width"), [(1, 4), (20, 11), (64, 11), (300, 5), (100, 1)])
