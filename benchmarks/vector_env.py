@@ -18,6 +18,11 @@ thread) and every ratio compares figures measured in this run, close together in
    static network (with the same trunk) at the same SGD batch: the table for a GPU
    (``--device cuda``), where it runs by default; on the CPU only with ``--sections 4``.
 
+5. With ``--against PATH`` (a checkout, e.g. ``/work/base``): table 4's measurement at 256 envs
+   on DigitsMTL (``--seconds`` of static steps, then ``--scale-routes`` WPL routes, default
+   40,960) in worker processes with ``PYTHONPATH=PATH`` and with this checkout, in turn
+   (``--workers`` each), and the ratio between the two (after / before).
+
 Every table runs on ``--device`` (default ``cpu``); table 0 is the headline.
 
 The vector env runs with ``module_batch_size = num_envs`` (one module update per batch of
@@ -29,17 +34,22 @@ measured round by round), each ratio the median over rounds of the two figures o
 the load average is printed, and every ratio is also given on this process's CPU time (``cpu:``
 columns), which other jobs on the machine disturb less than wall-clock time.
 
-Run: ``python benchmarks/vector_env.py`` (about three minutes; ``--quick`` for a smoke run;
-``--sections 0`` for the headline alone; ``--device cuda`` on a GPU).
+Run: ``python benchmarks/vector_env.py`` (about two minutes; ``--quick`` for a smoke run;
+``--sections 0`` for the headline alone; ``--device cuda`` on a GPU; ``--sections 5 --against
+/work/base`` for before / after alone).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -422,9 +432,56 @@ def scale_section(args: argparse.Namespace) -> None:
         print("  (FashionMTL not measured: not named, or Debian's files are not installed)")
 
 
+# ---------------------------------------------------------------------- before / after
+
+AGAINST_ENVS = 256
+
+
+def against_worker(args: argparse.Namespace) -> None:
+    """Table 5's worker: one round of table 4's measurement, its ratio printed as JSON."""
+    static = Static(16, device=args.device)
+    env = learning_vector(AGAINST_ENVS, args.device)
+    figures = wpl_against_static(static, env, args.scale_routes, args.seconds, 1)
+    ratios = {clock: figures.ratio("vector", "static", clock) for clock in ("wall", "cpu")}
+    print(json.dumps(ratios))
+
+
+def against_section(args: argparse.Namespace) -> None:
+    """Table 5: before / after, worker processes on ``args.against`` and on this checkout."""
+    here = str(Path(__file__).resolve().parent.parent)
+    checkouts = {"before": str(Path(args.against).resolve()), "after": here}
+    command = [sys.executable, __file__, "--against-worker", "--device", args.device]
+    command += ["--seconds", str(args.seconds), "--scale-routes", str(args.scale_routes)]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
+    for _ in range(args.workers):
+        for name, path in checkouts.items():
+            env = {**os.environ, "PYTHONPATH": path}
+            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print()
+    print(
+        f"5. before / after: per-task WPL at the train defaults, {AGAINST_ENVS} envs, x the static "
+        f"network at batch 16, in {args.workers} worker processes per checkout, in turn"
+    )
+    print(f"{'checkout':<40}{'rounds (x static)':<36}{'median':>8}{'cpu: median':>13}")
+    medians = {}
+    for name, path in checkouts.items():
+        rounds = " ".join(f"{result['wall']:.3f}" for result in results[name])
+        medians[name] = {
+            clock: float(np.median([result[clock] for result in results[name]]))
+            for clock in ("wall", "cpu")
+        }
+        label = f"{name} ({path})"
+        print(f"{label:<40}{rounds:<36}{medians[name]['wall']:8.3f}{medians[name]['cpu']:13.3f}")
+    print(
+        f"{'after / before':<76}{medians['after']['wall'] / medians['before']['wall']:8.3f}"
+        f"{medians['after']['cpu'] / medians['before']['cpu']:13.3f}"
+    )
+
+
 # ---------------------------------------------------------------------- tables
 
-SECTIONS = ("0", "1", "2", "3", "4")
+SECTIONS = ("0", "1", "2", "3", "4", "5")
 
 
 def main() -> None:
@@ -458,8 +515,12 @@ def main() -> None:
     parser.add_argument(
         "--sections",
         default=None,
-        help="comma-separated tables to run, of 0-4 (default 0-3 on the cpu, 0-4 elsewhere)",
+        help="comma-separated tables to run, of 0-5 (default 0-3 on the cpu, 0-4 elsewhere, "
+        "and 5 with --against)",
     )
+    parser.add_argument("--against", metavar="PATH", help="table 5: a checkout to compare with")
+    parser.add_argument("--workers", type=int, default=4, help="table 5: workers per checkout")
+    parser.add_argument("--against-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     try:
         device = str(torch.device(args.device))
@@ -470,13 +531,20 @@ def main() -> None:
     sections = (
         args.sections.split(",")
         if args.sections
-        else list(SECTIONS[:4] if device == "cpu" else SECTIONS)
+        else list(SECTIONS[:4] if device == "cpu" else SECTIONS[:5]) + ["5"] * bool(args.against)
     )
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         parser.error(f"--sections: unknown {', '.join(unknown)}; known: {', '.join(SECTIONS)}")
+    if "5" in sections and not args.against:
+        parser.error("--sections 5 compares with another checkout: give --against PATH")
+    if args.against and not Path(args.against, "routing_env").is_dir():
+        parser.error(f"--against {args.against}: not a checkout of routing-env")
     args.device = device
     torch.set_num_threads(1)
+    if args.against_worker:
+        against_worker(args)
+        return
     seconds, repeats = args.seconds, args.repeats
     wpl_routes, single_routes = 60_000, 3_000
     if args.quick:
@@ -496,6 +564,9 @@ def main() -> None:
         table_3(args)
     if "4" in sections:
         scale_section(args)
+    if "5" in sections:
+        args.scale_routes = args.scale_routes or 40_960
+        against_section(args)
     print(f"\nload at the end {load()}")
 
 
