@@ -530,6 +530,24 @@ def test_per_row_update_stops_on_a_diverged_loss_before_touching_the_parameters(
     assert torch.equal(before, flat(net)) and net.num_updates == 0
 
 
+def test_compiled_update_refuses_bad_labels_and_shapes_before_touching_the_parameters():
+    net = square_net()
+    before = flat(net)
+    x, task, routes = torch.randn(4, 6), torch.zeros(4, dtype=torch.long), torch.zeros(4, 3)
+    routes = routes.long()
+    with pytest.raises(ValueError, match="label"):
+        net.update(x, task, torch.tensor([0, 1, 2, 0]), routes)  # 2 outputs: labels 0 and 1
+    with pytest.raises(ValueError, match="label"):
+        net.update(x, task, torch.tensor([0, -1, 1, 0]), routes)
+    with pytest.raises(ValueError, match="inputs"):
+        net.update(torch.randn(4, 5), task, torch.tensor([0, 1, 1, 0]), routes)
+    regression = square_net(task_type="regression", outputs=1)
+    with pytest.raises(ValueError, match="targets"):
+        regression.update(x, task, torch.randn(4, 2), routes)
+    assert torch.equal(before, flat(net)) and net.num_updates == 0
+    assert regression.num_updates == 0
+
+
 def test_module_lr_anneal_every_divides_the_lr_by_ten_per_period():
     from routing_env import RoutingEnv
 

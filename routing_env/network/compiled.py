@@ -104,6 +104,16 @@ def sgd_rows(
     """
     depth, rows = members.shape
     classification = labels.size > 0
+    outputs = weights[depth - 1].shape[2]
+    # Nothing is indexed unchecked below: bad shapes or labels raise before any step.
+    if x.shape[0] != rows or x.shape[1] != weights[0].shape[1]:
+        raise ValueError("the inputs do not match the routes or the first layer's inputs")
+    if classification and (labels.shape[0] != rows or labels.min() < 0 or labels.max() >= outputs):
+        raise ValueError("a label is outside the network's outputs, or labels and routes differ")
+    if not classification and (targets.shape[0] != rows or targets.shape[1] != outputs):
+        raise ValueError("the regression targets do not match the routes and the outputs")
+    if route_weights.size and route_weights.shape[0] != rows:
+        raise ValueError("the route weights do not match the routes")
     zero = np.float32(0.0)
     # Forward: each depth's outputs kept for the backward pass.
     outs = [x]
@@ -136,7 +146,6 @@ def sgd_rows(
 
     # The mean loss and its gradient with respect to the outputs (without the 1 / n).
     last = outs[depth]
-    outputs = last.shape[1]
     grad = np.empty_like(last)
     total = 0.0
     for i in range(rows):
