@@ -65,9 +65,10 @@ def bump_versions(stacks: list[RowStack]) -> None:
     """Mark ``stacks`` as changed for PyTorch (their version counters), as an in-place
     operation of its own would: a routing pass recorded before the steps, or an autograd
     graph that saved the weights, then knows that they are stale."""
-    for stack in {id(stack.weight): stack for stack in stacks}.values():
-        stack.weight.view(-1)[:0].zero_()
-        stack.bias.view(-1)[:0].zero_()
+    with torch.no_grad():
+        for stack in {id(stack.weight): stack for stack in stacks}.values():
+            stack.weight.view(-1)[:0].zero_()
+            stack.bias.view(-1)[:0].zero_()
 
 
 def supported(stacks: list[RowStack]) -> bool:
