@@ -480,6 +480,31 @@ def test_small_updates_on_the_cpu_are_compiled_and_mark_the_stacks_changed(monke
         assert stack.weight._version > weight and stack.bias._version > bias
 
 
+def test_small_routing_batches_on_the_cpu_are_compiled_and_equal_the_grouped_pass(monkeypatch):
+    net = square_net()
+    calls = []
+    original = compiled.forward
+    monkeypatch.setattr(compiled, "forward", lambda *args: calls.append(1) or original(*args))
+    g = torch.Generator().manual_seed(5)
+    h = torch.randn(12, 6, generator=g)
+    actions = torch.randint(0, 4, (12,), generator=g)
+    actions[:3] = net.extra_action  # PASS: the identity slot
+    actions[3] = -1  # an ended route
+    for depth in (0, 1, 2):
+        taken = actions if depth < 2 else actions.clamp(0, 3)  # no identity at the logits
+        with torch.no_grad():
+            rowwise = net.apply(h, depth, taken)
+            with kernel_for_every_batch("grouped"):
+                grouped = net.apply(h, depth, taken)
+        torch.testing.assert_close(rowwise, grouped)
+        if depth < 2:
+            assert torch.equal(rowwise[:4], h[:4])  # passed on unchanged, no ReLU
+    assert len(calls) == 3
+    with torch.enable_grad():  # autograd needs the grouped pass
+        assert net.apply(h, 0, actions).requires_grad
+    assert len(calls) == 3
+
+
 def test_per_row_update_of_routes_without_pass_equals_the_grouped_one():
     """No row takes the identity slot: the plain ReLU path, against the grouped kernel."""
     per_row, grouped = square_net(), square_net()

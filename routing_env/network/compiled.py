@@ -217,3 +217,56 @@ def sgd_rows(
         grad = grad_input
     return loss
 
+
+
+def forward(stack: RowStack, relu: bool, h: torch.Tensor, members: np.ndarray) -> torch.Tensor:
+    """Row ``i`` of ``h`` ``(rows, in)`` through stack row ``members[i]`` of ``stack`` (and
+    its ReLU; the identity slot passes the row on unchanged), without autograd: a routing
+    pass's depth on a small batch, where the grouped kernel's fixed costs dominate. ``stack``
+    and ``h``: float32 on the CPU (:func:`supported`)."""
+    slot = -1 if stack.keep is None else stack.weight.shape[0] - 1
+    out = forward_rows(
+        stack.weight.detach().numpy(),
+        stack.bias.detach().numpy().reshape(stack.bias.shape[0], -1),
+        np.ascontiguousarray(members, dtype=np.int64),
+        slot,
+        relu,
+        np.ascontiguousarray(h.detach().numpy(), dtype=np.float32),
+    )
+    return torch.from_numpy(out)
+
+
+@numba.njit(cache=True, fastmath=_FLAGS)
+def forward_rows(
+    weight: np.ndarray,
+    bias: np.ndarray,
+    members: np.ndarray,
+    slot: int,
+    relu: bool,
+    h: np.ndarray,
+) -> np.ndarray:
+    """:func:`forward` on the arrays: weight ``(n, in, out)``, bias ``(n, out)``, the identity
+    slot ``slot`` (``-1`` where there is none); returns ``(rows, out)``."""
+    rows = h.shape[0]
+    if members.shape[0] != rows or h.shape[1] != weight.shape[1]:
+        raise ValueError("the activations do not match the actions or the layer's inputs")
+    if rows and (members.min() < 0 or members.max() >= weight.shape[0]):
+        raise ValueError("an action is outside the layer's stack")
+    out = np.empty((rows, weight.shape[2]), dtype=np.float32)
+    zero = np.float32(0.0)
+    for i in range(rows):
+        member = members[i]
+        row = out[i]
+        if member == slot:
+            row[:] = h[i]
+            continue
+        row[:] = bias[member]
+        for k in range(weight.shape[1]):
+            hk = h[i, k]
+            module_row = weight[member, k]
+            for j in range(row.shape[0]):
+                row[j] += hk * module_row[j]
+        if relu:
+            for j in range(row.shape[0]):
+                row[j] = max(row[j], zero)
+    return out

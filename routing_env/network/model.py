@@ -389,9 +389,11 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
 
         ``actions`` (a tensor or a NumPy array) holds module indices, the extra action
         (identity) or ``-1`` (route already ended: identity). The rows are grouped by module
-        and computed in one batched product (:class:`~routing_env.network.kernel.GroupedBanks`).
-        Only the chosen modules' parameters take part in the computation, so only they
-        receive gradients.
+        and computed in one batched product (:class:`~routing_env.network.kernel.GroupedBanks`);
+        a small batch (at most :data:`~routing_env.network.rows.MAX_ROWS` rows) without
+        autograd on the CPU row by row instead (:func:`routing_env.network.compiled.forward`),
+        where grouping costs more than it saves. Only the chosen modules' parameters take part
+        in the computation, so only they receive gradients.
 
         ``graph`` (from :meth:`record_routes`) computes this depth with autograd on, whatever
         the caller's grad mode, and keeps its graph for the module update (:class:`RouteGraph`).
@@ -405,6 +407,11 @@ class RoutedNetwork(ModuleTrainer, nn.Module):
             if groups is not None and graph.expects(depth, h):
                 return self._apply_recorded(graph, bank, h, groups, actions)
             graph.discard()
+        if groups is not None and serves(len(groups)) and not torch.is_grad_enabled():
+            stack = self._kernel.row_stack(bank)
+            if compiled.supported([stack]) and h.device.type == "cpu" and h.dtype == torch.float32:
+                # A small batch (a vector env of a few envs), routed: rows one by one, compiled.
+                return compiled.forward(stack, self._kernel.relu[bank], h, groups)
         return self._apply_groups(h, depth, actions, groups)
 
     def _apply_groups(
