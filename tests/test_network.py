@@ -463,8 +463,11 @@ def test_per_row_and_grouped_updates_equal_the_autograd_step(task_type, batch):
 def test_small_updates_on_the_cpu_are_compiled_and_mark_the_stacks_changed(monkeypatch):
     net = square_net(module_batch_size=4)
     calls = []
-    original = compiled.sgd_rows
-    monkeypatch.setattr(compiled, "sgd_rows", lambda *args: calls.append(1) or original(*args))
+    for name in ("sgd_rows", "sgd_batches"):  # update(), and an arrival's updates in one call
+        original = getattr(compiled, name)
+        monkeypatch.setattr(
+            compiled, name, lambda *args, name=name, run=original: calls.append(name) or run(*args)
+        )
     stacks = net._row_plan.stacks()
     versions = [(stack.weight._version, stack.bias._version) for stack in stacks]
     before = flat(net)
@@ -474,7 +477,8 @@ def test_small_updates_on_the_cpu_are_compiled_and_mark_the_stacks_changed(monke
     routes = torch.randint(0, 4, (12, 3), generator=g)
     net.update(x[:4], task[:4], y[:4], routes[:4])
     assert net.add_routes(x[4:], task[4:], y[4:], routes[4:]) == 2
-    assert len(calls) == 3 and net.num_updates == 3 and not torch.equal(before, flat(net))
+    assert calls == ["sgd_rows", "sgd_batches"] and net.num_updates == 3
+    assert not torch.equal(before, flat(net))
     for stack, (weight, bias) in zip(stacks, versions, strict=True):
         # A record or an autograd graph made before the updates sees that they happened.
         assert stack.weight._version > weight and stack.bias._version > bias
@@ -553,6 +557,19 @@ def test_per_row_update_stops_on_a_diverged_loss_before_touching_the_parameters(
         task, routes = torch.zeros(4, dtype=torch.long), torch.zeros(4, 3, dtype=torch.long)
         net.update(x, task, torch.tensor([0, 1, 0, 1]), routes)
     assert torch.equal(before, flat(net)) and net.num_updates == 0
+
+
+def test_a_diverged_loss_inside_an_arrival_stops_there():
+    """The updates before it are made and counted, it and the later ones are not."""
+    g = torch.Generator().manual_seed(4)
+    x, task = torch.randn(12, 6, generator=g), torch.randint(0, 3, (12,), generator=g)
+    y, routes = torch.randint(0, 2, (12,), generator=g), torch.randint(0, 4, (12, 3), generator=g)
+    x[5] = float("inf")  # in the second batch of 4
+    net, first = square_net(module_batch_size=4), square_net(module_batch_size=4)
+    first.update(x[:4], task[:4], y[:4], routes[:4])
+    with pytest.raises(FloatingPointError, match="module loss is nan at update 2"):
+        net.add_routes(x, task, y, routes)
+    assert net.num_updates == 1 and torch.equal(flat(net), flat(first))
 
 
 def test_compiled_update_refuses_bad_labels_and_shapes_before_touching_the_parameters():

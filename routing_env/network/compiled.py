@@ -219,6 +219,46 @@ def sgd_rows(
 
 
 
+@numba.njit(cache=True, fastmath=_FLAGS)
+def sgd_batches(
+    weights: tuple[np.ndarray, ...],
+    biases: tuple[np.ndarray, ...],
+    slots: np.ndarray,
+    relu: np.ndarray,
+    members: np.ndarray,
+    x: np.ndarray,
+    labels: np.ndarray,
+    targets: np.ndarray,
+    route_weights: np.ndarray,
+    lrs: np.ndarray,
+) -> np.ndarray:
+    """:func:`sgd_rows` on consecutive batches, one after the other (the updates that one
+    arrival of routes makes): ``members`` ``(count, depth, size)``, the batches' rows one after
+    the other in ``x``, ``labels``, ``targets`` and ``route_weights`` (or these empty, as
+    there), batch ``b`` stepped with ``lrs[b]``. Returns each batch's loss; after the first
+    that is not finite (that batch and the later ones untouched) the rest are NaN."""
+    count, _, size = members.shape
+    losses = np.full(count, np.nan)
+    for batch in range(count):
+        rows = slice(batch * size, (batch + 1) * size)
+        loss = sgd_rows(
+            weights,
+            biases,
+            slots,
+            relu,
+            members[batch],
+            np.ascontiguousarray(x[rows]),
+            np.ascontiguousarray(labels[rows]) if labels.size else labels,
+            np.ascontiguousarray(targets[rows]) if targets.size else targets,
+            np.ascontiguousarray(route_weights[rows]) if route_weights.size else route_weights,
+            lrs[batch],
+        )
+        losses[batch] = loss
+        if not np.isfinite(loss):
+            break
+    return losses
+
+
 def forward(stack: RowStack, relu: bool, h: torch.Tensor, members: np.ndarray) -> torch.Tensor:
     """Row ``i`` of ``h`` ``(rows, in)`` through stack row ``members[i]`` of ``stack`` (and
     its ReLU; the identity slot passes the row on unchanged), without autograd: a routing

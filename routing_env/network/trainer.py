@@ -241,10 +241,10 @@ class ModuleTrainer:
         updates = self._pending_count // size
         start = updates * size
         routes_host = host_indices(all_routes[:start])
-        columns = [column.split(size) for column in (xs, tasks, ys)]
-        weight_parts = [None] * updates if all_weights is None else all_weights.split(size)
-        xs_in, ys_in = columns[0][:updates], columns[2][:updates]
-        if not self._update_rows_in_order(xs_in, ys_in, routes_host, weight_parts[:updates]):
+        weights_in = None if all_weights is None else all_weights[:start]
+        if not self._update_rows_in_order(xs[:start], ys[:start], routes_host, weights_in):
+            columns = [column.split(size) for column in (xs, tasks, ys)]
+            weight_parts = [None] * updates if all_weights is None else all_weights.split(size)
             for batch in range(updates):
                 self.update(
                     columns[0][batch],
@@ -407,19 +407,21 @@ class ModuleTrainer:
 
     def _update_rows_in_order(
         self,
-        xs: tuple[torch.Tensor, ...],
-        ys: tuple[torch.Tensor, ...],
+        x: torch.Tensor,
+        y: torch.Tensor,
         routes: np.ndarray,
-        weights: list[torch.Tensor | None] | tuple[torch.Tensor, ...],
+        weights: torch.Tensor | None,
     ) -> bool:
-        """:meth:`update` on consecutive batches (``routes`` their rows one after the other)
-        through the per-row kernel, with the host's work done once for all of them: the
-        by-hand conditions, the stack rows and index tensors (:meth:`RowPlan.batches`), the
-        check of the stacks; the same numbers as one :meth:`update` after the other. Returns
-        ``False``, having done nothing, where :meth:`update` would not take the per-row path
-        or an update hook could change the network between two updates."""
+        """:meth:`update` on consecutive batches of ``module_batch_size`` (``x``, ``y``,
+        ``routes`` and ``weights`` their rows one after the other) through the per-row kernel,
+        with the host's work done once for all of them: the by-hand conditions, the stack rows
+        and index tensors (:meth:`RowPlan.batches`), the check of the stacks, and on the CPU
+        one compiled call for all the updates (:func:`compiled.sgd_batches`); the same numbers
+        as one :meth:`update` after the other. Returns ``False``, having done nothing, where
+        :meth:`update` would not take the per-row path or an update hook could change the
+        network between two updates."""
         lr = self._by_hand_lr()
-        size = len(xs[0])
+        size = self.module_batch_size
         if lr is None or not rows.serves(size) or self._update_hooks:
             return False
         plan = self._row_plan
@@ -428,17 +430,61 @@ class ModuleTrainer:
             return False
         stacks = plan.stacks()
         arrays = self._compiled_arrays(stacks)
-        group = self.optimizer.param_groups[0]
-        try:
-            with torch.inference_mode():
-                for x, y, batch, batch_weights in zip(xs, ys, batches, weights, strict=True):
-                    self._row_update(stacks, arrays, x, y, batch, lr, batch_weights)
-                    self._updated()
-                    lr = float(group["lr"])  # annealed by `_updated`
-        finally:
-            if arrays is not None:
+        if arrays is not None:
+            try:
+                with torch.inference_mode():
+                    losses = self._compiled_arrival(arrays, x, y, batches, weights, lr)
+            finally:
                 compiled.bump_versions(stacks)
+            for loss in losses.tolist():
+                self._finite_loss(loss)
+                self._updated()
+            return True
+        group = self.optimizer.param_groups[0]
+        parts = [None] * len(batches) if weights is None else weights.split(size)
+        with torch.inference_mode():
+            for part_x, part_y, batch, part_weights in zip(
+                x.split(size), y.split(size), batches, parts, strict=True
+            ):
+                self._row_update(stacks, None, part_x, part_y, batch, lr, part_weights)
+                self._updated()
+                lr = float(group["lr"])  # annealed by `_updated`
         return True
+
+    def _compiled_arrival(
+        self,
+        arrays: compiled.StackArrays,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batches: list[RowBatch],
+        weights: torch.Tensor | None,
+        lr: float,
+    ) -> np.ndarray:
+        """The updates of :meth:`_update_rows_in_order` in one compiled call; returns their
+        losses (NaN after the first that is not finite, whose update and the later ones were
+        not made). Each update's learning rate is the one :meth:`_updated` sets after the
+        update before it."""
+        size, count = self.module_batch_size, len(batches)
+        lrs = np.full(count, lr)
+        if self.module_lr_anneal_every is not None:
+            for batch in range(1, count):
+                trained = (self.num_updates + batch) * size
+                lrs[batch] = annealed_lr(self.module_lr, trained, self.module_lr_anneal_every)
+        if self._identity_embedding:
+            h = self.embed(x)
+        else:  # batch by batch, as one update after the other embeds them
+            h = torch.cat([self.embed(part) for part in x.split(size)])
+        return compiled.sgd_batches(
+            arrays.weights,
+            arrays.biases,
+            arrays.slots,
+            arrays.relu,
+            np.stack([batch.members for batch in batches]),
+            np.ascontiguousarray(h.numpy(), dtype=np.float32),
+            *self._compiled_targets(y, h.shape[0]),
+            _NO_WEIGHTS if weights is None else weights.numpy(),
+            lrs,
+        )
 
     def _graph_current(self, graph: RouteGraph, x: torch.Tensor, routes: np.ndarray) -> bool:
         """Whether ``graph`` computed exactly these routes on these inputs with the parameters
