@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vector_env import Static  # noqa: E402
+from vector_env import Static, checkout_rounds  # noqa: E402
 
 from routing_env import RoutingEnv  # noqa: E402
 
@@ -152,16 +151,9 @@ def worker(args: argparse.Namespace) -> None:
 
 def against(args: argparse.Namespace) -> None:
     """Table 3: before / after, worker processes on ``args.against`` and on this checkout."""
-    here = str(Path(__file__).resolve().parent.parent)
-    checkouts = {"before": str(Path(args.against).resolve()), "after": here}
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
     command = [sys.executable, __file__, "--worker", "--calls", str(args.calls)]
     command += ["--rounds", str(max(3, args.rounds // 2))] + (["--skew"] if args.skew else [])
-    for _ in range(args.workers):
-        for name, path in checkouts.items():
-            env = {**os.environ, "PYTHONPATH": path}
-            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
-            results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    checkouts, results = checkout_rounds(command, args.against, args.workers)
     print()
     print(
         f"3. before / after: update at module batch 16 / static step, in {args.workers} worker "

@@ -446,18 +446,28 @@ def against_worker(args: argparse.Namespace) -> None:
     print(json.dumps(ratios))
 
 
-def against_section(args: argparse.Namespace) -> None:
-    """Table 5: before / after, worker processes on ``args.against`` and on this checkout."""
+def checkout_rounds(
+    command: list[str], against: str, workers: int
+) -> tuple[dict[str, str], dict[str, list[dict[str, float]]]]:
+    """Run the worker ``command`` (it prints its figures as JSON on its last line) ``workers``
+    times with ``PYTHONPATH`` on the checkout ``against`` ("before") and on this one
+    ("after"), in turn; returns the checkouts' paths and each one's figures, round by round."""
     here = str(Path(__file__).resolve().parent.parent)
-    checkouts = {"before": str(Path(args.against).resolve()), "after": here}
-    command = [sys.executable, __file__, "--against-worker", "--device", args.device]
-    command += ["--seconds", str(args.seconds), "--scale-routes", str(args.scale_routes)]
+    checkouts = {"before": str(Path(against).resolve()), "after": here}
     results: dict[str, list[dict[str, float]]] = {name: [] for name in checkouts}
-    for _ in range(args.workers):
+    for _ in range(workers):
         for name, path in checkouts.items():
             env = {**os.environ, "PYTHONPATH": path}
             out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
             results[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return checkouts, results
+
+
+def against_section(args: argparse.Namespace) -> None:
+    """Table 5: before / after, worker processes on ``args.against`` and on this checkout."""
+    command = [sys.executable, __file__, "--against-worker", "--device", args.device]
+    command += ["--seconds", str(args.seconds), "--scale-routes", str(args.scale_routes)]
+    checkouts, results = checkout_rounds(command, args.against, args.workers)
     print()
     print(
         f"5. before / after: per-task WPL at the train defaults, {AGAINST_ENVS} envs, x the static "

@@ -54,11 +54,13 @@ def stack_arrays(stacks: list[RowStack], relu: list[bool]) -> StackArrays:
     """The NumPy views of ``stacks`` (one per depth, CPU) for :func:`sgd_rows`."""
     weights = tuple(stack.weight.detach().numpy() for stack in stacks)
     biases = tuple(stack.bias.detach().numpy().reshape(stack.bias.shape[0], -1) for stack in stacks)
-    slots = np.array(
-        [-1 if stack.keep is None else stack.weight.shape[0] - 1 for stack in stacks],
-        dtype=np.int64,
-    )
+    slots = np.array([identity_slot(stack) for stack in stacks], dtype=np.int64)
     return StackArrays(weights, biases, slots, np.array(relu, dtype=np.bool_))
+
+
+def identity_slot(stack: RowStack) -> int:
+    """The stack row of ``stack``'s identity slot (its last), ``-1`` where it has none."""
+    return -1 if stack.keep is None else stack.weight.shape[0] - 1
 
 
 def bump_versions(stacks: list[RowStack]) -> None:
@@ -134,15 +136,7 @@ def sgd_rows(
                         row[j] = max(row[j], zero)
                 continue
             raw[d, i] = False
-            row[:] = bias[member]
-            for k in range(weight.shape[1]):
-                hk = h[i, k]
-                module_row = weight[member, k]
-                for j in range(row.shape[0]):
-                    row[j] += hk * module_row[j]
-            if relu[d]:
-                for j in range(row.shape[0]):
-                    row[j] = max(row[j], zero)
+            _through_module(weight, bias, member, relu[d], h[i], row)
         outs.append(out)
 
     # The mean loss and its gradient with respect to the outputs (without the 1 / n).
@@ -218,7 +212,6 @@ def sgd_rows(
     return loss
 
 
-
 @numba.njit(cache=True, fastmath=_FLAGS)
 def sgd_batches(
     weights: tuple[np.ndarray, ...],
@@ -264,12 +257,11 @@ def forward(stack: RowStack, relu: bool, h: torch.Tensor, members: np.ndarray) -
     its ReLU; the identity slot passes the row on unchanged), without autograd: a routing
     pass's depth on a small batch, where the grouped kernel's fixed costs dominate. ``stack``
     and ``h``: float32 on the CPU (:func:`supported`)."""
-    slot = -1 if stack.keep is None else stack.weight.shape[0] - 1
     out = forward_rows(
         stack.weight.detach().numpy(),
         stack.bias.detach().numpy().reshape(stack.bias.shape[0], -1),
         np.ascontiguousarray(members, dtype=np.int64),
-        slot,
+        identity_slot(stack),
         relu,
         np.ascontiguousarray(h.detach().numpy(), dtype=np.float32),
     )
@@ -293,20 +285,34 @@ def forward_rows(
     if rows and (members.min() < 0 or members.max() >= weight.shape[0]):
         raise ValueError("an action is outside the layer's stack")
     out = np.empty((rows, weight.shape[2]), dtype=np.float32)
-    zero = np.float32(0.0)
     for i in range(rows):
         member = members[i]
         row = out[i]
         if member == slot:
             row[:] = h[i]
             continue
-        row[:] = bias[member]
-        for k in range(weight.shape[1]):
-            hk = h[i, k]
-            module_row = weight[member, k]
-            for j in range(row.shape[0]):
-                row[j] += hk * module_row[j]
-        if relu:
-            for j in range(row.shape[0]):
-                row[j] = max(row[j], zero)
+        _through_module(weight, bias, member, relu, h[i], row)
     return out
+
+
+@numba.njit(cache=True, fastmath=_FLAGS)
+def _through_module(
+    weight: np.ndarray,
+    bias: np.ndarray,
+    member: int,
+    relu: bool,
+    source: np.ndarray,
+    row: np.ndarray,
+) -> None:
+    """``row <- source W_member + b_member`` (and its ReLU): one row through one module of a
+    stack, accumulated over the inputs so that the inner loop runs along a weight row."""
+    row[:] = bias[member]
+    for k in range(weight.shape[1]):
+        value = source[k]
+        module_row = weight[member, k]
+        for j in range(row.shape[0]):
+            row[j] += value * module_row[j]
+    if relu:
+        zero = np.float32(0.0)
+        for j in range(row.shape[0]):
+            row[j] = max(row[j], zero)

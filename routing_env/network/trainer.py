@@ -372,17 +372,7 @@ class ModuleTrainer:
         h = self.embed(x)
         if arrays is not None:
             return self._finite_loss(
-                compiled.sgd_rows(
-                    arrays.weights,
-                    arrays.biases,
-                    arrays.slots,
-                    arrays.relu,
-                    batch.members,
-                    np.ascontiguousarray(h.numpy(), dtype=np.float32),
-                    *self._compiled_targets(y, h.shape[0]),
-                    _NO_WEIGHTS if weights is None else weights.numpy(),
-                    lr,
-                )
+                compiled.sgd_rows(*arrays, batch.members, *self._compiled_rows(h, y, weights), lr)
             )
         tape: list[RowProduct] = []
         outputs = rows.chain(self._row_plan, stacks, h, batch, tape)
@@ -397,13 +387,19 @@ class ModuleTrainer:
             stacks, [self._kernel.relu[bank] for bank in self._row_plan.banks]
         )
 
-    def _compiled_targets(self, y: torch.Tensor, count: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(labels, targets)`` for :func:`compiled.sgd_rows`: the labels for classification,
-        the float32 targets ``(rows, outputs)`` for regression, the other one empty."""
+    def _compiled_rows(
+        self, h: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None
+    ) -> tuple[np.ndarray, ...]:
+        """The rows' arguments of :func:`compiled.sgd_rows` (and ``sgd_batches``): the first
+        activations ``h``, the labels for classification or the float32 targets ``(rows,
+        outputs)`` for regression (the other one empty), the route weights (empty if none)."""
+        inputs = np.ascontiguousarray(h.numpy(), dtype=np.float32)
+        route_weights = _NO_WEIGHTS if weights is None else weights.numpy()
         if self.task_type == "classification":
-            return np.ascontiguousarray(y.numpy(), dtype=np.int64), _NO_TARGETS
-        targets = np.ascontiguousarray(y.numpy().reshape(count, -1), dtype=np.float32)
-        return _NO_LABELS, targets
+            labels = np.ascontiguousarray(y.numpy(), dtype=np.int64)
+            return inputs, labels, _NO_TARGETS, route_weights
+        targets = np.ascontiguousarray(y.numpy().reshape(h.shape[0], -1), dtype=np.float32)
+        return inputs, _NO_LABELS, targets, route_weights
 
     def _update_rows_in_order(
         self,
@@ -474,17 +470,8 @@ class ModuleTrainer:
             h = self.embed(x)
         else:  # batch by batch, as one update after the other embeds them
             h = torch.cat([self.embed(part) for part in x.split(size)])
-        return compiled.sgd_batches(
-            arrays.weights,
-            arrays.biases,
-            arrays.slots,
-            arrays.relu,
-            np.stack([batch.members for batch in batches]),
-            np.ascontiguousarray(h.numpy(), dtype=np.float32),
-            *self._compiled_targets(y, h.shape[0]),
-            _NO_WEIGHTS if weights is None else weights.numpy(),
-            lrs,
-        )
+        members = np.stack([batch.members for batch in batches])
+        return compiled.sgd_batches(*arrays, members, *self._compiled_rows(h, y, weights), lrs)
 
     def _graph_current(self, graph: RouteGraph, x: torch.Tensor, routes: np.ndarray) -> bool:
         """Whether ``graph`` computed exactly these routes on these inputs with the parameters
